@@ -1,0 +1,3 @@
+module github.com/otonode/otonode
+
+go 1.26
