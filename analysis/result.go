@@ -1,0 +1,100 @@
+// Package analysis turns a temporal-bone CT volume into the inner-ear
+// analysis of Stebani et al. 2023: per ear a segmentation of the labyrinth's
+// fluid space, three landmarks, the inner-ear volume and a test-time
+// augmentation uncertainty with a flag. Sub-packages hold the parts (volume
+// I/O, series assembly, inference, TTA, metrics, the phantom generator and
+// the model's training code); this package holds the pipeline and its
+// result. It imports no networking, NATS or database package.
+package analysis
+
+import (
+	"time"
+
+	"github.com/otonode/otonode/analysis/volume"
+)
+
+// Laterality of an ear, as DICOM's Laterality (0020,0060) spells it.
+type Laterality string
+
+const (
+	Right Laterality = "R"
+	Left  Laterality = "L"
+)
+
+// Landmark names in the model's heatmap order (DESIGN.md, model contract).
+const (
+	Helicotrema = "helicotrema"
+	OvalWindow  = "oval_window"
+	RoundWindow = "round_window"
+)
+
+// LandmarkOrder is the order of the model's heatmap channels.
+var LandmarkOrder = [3]string{Helicotrema, OvalWindow, RoundWindow}
+
+// Structure labels of a per-structure label volume; 0 is background and any
+// value above 0 is the labyrinth's fluid space.
+const (
+	LabelBackground = 0
+	LabelCochlea    = 1
+	LabelVestibule  = 2
+	LabelCanals     = 3 // semicircular canals
+)
+
+// Landmark is one localised point.
+type Landmark struct {
+	Name      string     `json:"name"`
+	Voxel     [3]float64 `json:"voxel"`      // index (i, j, k) on the source grid, sub-voxel
+	PatientMM [3]float64 `json:"patient_mm"` // DICOM patient coordinates (LPS, mm)
+	// Peak is the heatmap value at the maximum; a low peak means the model
+	// did not find the landmark with confidence.
+	Peak float64 `json:"peak"`
+}
+
+// Flag says whether an ear's result needs a human look, and why.
+type Flag struct {
+	Raised bool   `json:"raised"`
+	Reason string `json:"reason,omitempty"` // e.g. "uncertainty 0.012 above threshold 0.004"
+}
+
+// Ear is the analysis of one inner ear.
+type Ear struct {
+	Laterality Laterality `json:"laterality"`
+	// Label is the binary segmentation on the source grid (1 = inner ear).
+	// When the model outputs one class only, that is all there is; a model
+	// with per-structure outputs may use the Label* values.
+	Label     *volume.Volume[uint8] `json:"-"`
+	Landmarks []Landmark            `json:"landmarks"`
+	VolumeMM3 float64               `json:"volume_mm3"`
+	// Uncertainty is the TTA score: the mean voxel-wise standard deviation
+	// over the predicted structure plus a fixed margin.
+	Uncertainty float64 `json:"uncertainty"`
+	Flag        Flag    `json:"flag"`
+}
+
+// Model identifies the model that produced a result, from its manifest.
+type Model struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	SHA256  string `json:"sha256"` // of the ONNX file
+	// NotForDiagnosis is set when the manifest says the model must not be
+	// used clinically (the reference model, trained on phantoms); results
+	// writers then say so in the objects they produce.
+	NotForDiagnosis bool   `json:"not_for_diagnosis"`
+	Statement       string `json:"statement,omitempty"` // the manifest's words for users
+}
+
+// Stage is the duration of one step of the pipeline.
+type Stage struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Result is what one analysis of a series produces. Status is "done" when
+// at least one ear was analysed, else a reason the series was not analysed.
+type Result struct {
+	Status string  `json:"status"`          // "done", "not-analysable", "no-inner-ear"
+	Reason string  `json:"reason,omitempty"` // why not, in words a user reads
+	Ears   []Ear   `json:"ears"`
+	Model  Model   `json:"model"`
+	Stages []Stage `json:"stages"`
+}
