@@ -92,7 +92,7 @@ type Stage struct {
 // Result is what one analysis of a series produces. Status is "done" when
 // at least one ear was analysed, else a reason the series was not analysed.
 type Result struct {
-	Status string  `json:"status"`          // "done", "not-analysable", "no-inner-ear"
+	Status string  `json:"status"`           // "done", "not-analysable", "no-inner-ear"
 	Reason string  `json:"reason,omitempty"` // why not, in words a user reads
 	Ears   []Ear   `json:"ears"`
 	Model  Model   `json:"model"`
