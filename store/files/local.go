@@ -1,0 +1,454 @@
+// Package files keeps DICOM instances as Part 10 files that are durable
+// before the caller acknowledges them. Local is the implementation on the
+// local file system; FS is its seam for tests.
+//
+// Layout under the data directory:
+//
+//	STUDY_UID/SERIES_UID/SOP_UID.dcm      first version of an instance
+//	STUDY_UID/SERIES_UID/SOP_UID.v2.dcm   a re-sent instance with other bytes
+//	tmp/*.part                            staging files, removed at Open
+//
+// UIDs are validated before they become path elements (CleanUID), so no
+// name can leave the data directory.
+package files
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+)
+
+// ErrInsufficientStorage is returned when storing would pass the configured
+// disk watermark or quota, or the disk is full. The SCP refuses new
+// associations and answers C-STORE with 0xA700 (PS3.4 B.2.3); nothing is
+// left on disk.
+var ErrInsufficientStorage = errors.New("files: insufficient storage")
+
+// ErrNotFound is returned by Open and Remove for a location that is not
+// stored.
+var ErrNotFound = errors.New("files: not found")
+
+// Options configure a Local store. The zero value is durable, uses the
+// operating system and has no watermark.
+type Options struct {
+	// FS replaces the operating system's file system (tests).
+	FS FS
+	// NoSync skips every fsync. Only for measuring what durability costs;
+	// an acknowledged instance may then be lost in a crash.
+	NoSync bool
+	// MinFreeBytes and MinFreeFraction are the disk watermark: when the
+	// file system holding the data directory has less free space than
+	// either, Admit and Stage refuse.
+	MinFreeBytes    uint64
+	MinFreeFraction float64
+	// MaxBytes is a quota on the bytes of instance files under the data
+	// directory (0: none). Open sums the existing files once.
+	MaxBytes int64
+}
+
+// Local stores instances as files under one data directory that it owns:
+// one process per directory (a shared store is another implementation).
+type Local struct {
+	root string
+	fs   FS
+	opt  Options
+	used atomic.Int64 // bytes of instance files, kept only with a quota
+}
+
+const tmpDir = "tmp"
+
+// Open prepares the data directory dir, creating it if needed, and removes
+// staging files a previous run left behind, so nothing half-written
+// survives a crash.
+func Open(ctx context.Context, dir string, opt Options) (*Local, error) {
+	if opt.FS == nil {
+		opt.FS = OS{}
+	}
+	l := &Local{root: filepath.Clean(dir), fs: opt.FS, opt: opt}
+	for _, d := range []string{l.root, filepath.Join(l.root, tmpDir)} {
+		if err := l.fs.Mkdir(d); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("files: open %s: %w", dir, err)
+		}
+	}
+	ents, err := l.fs.ReadDir(filepath.Join(l.root, tmpDir))
+	if err != nil {
+		return nil, fmt.Errorf("files: open %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if err := l.fs.Remove(filepath.Join(l.root, tmpDir, e.Name())); err != nil {
+			return nil, fmt.Errorf("files: remove stale staging file: %w", err)
+		}
+	}
+	if opt.MaxBytes > 0 {
+		n, err := l.usage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		l.used.Store(n)
+	}
+	return l, nil
+}
+
+// usage sums the sizes of the instance files (study/series/file).
+func (l *Local) usage(ctx context.Context) (int64, error) {
+	var n int64
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		ents, err := l.fs.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			p := filepath.Join(dir, e.Name())
+			switch {
+			case depth == 0 && e.Name() == tmpDir:
+			case e.IsDir() && depth < 2:
+				if err := walk(p, depth+1); err != nil {
+					return err
+				}
+			case !e.IsDir() && depth == 2:
+				fi, err := e.Info()
+				if err != nil {
+					return err
+				}
+				n += fi.Size()
+			}
+		}
+		return nil
+	}
+	if err := walk(l.root, 0); err != nil {
+		return 0, fmt.Errorf("files: sum usage: %w", err)
+	}
+	return n, nil
+}
+
+// Dir returns the data directory.
+func (l *Local) Dir() string { return l.root }
+
+// Admit reports ErrInsufficientStorage when the disk watermark or quota is
+// passed. The SCP calls it before accepting an association; Stage calls it
+// again for every instance.
+func (l *Local) Admit(ctx context.Context) error {
+	if l.opt.MaxBytes > 0 && l.used.Load() >= l.opt.MaxBytes {
+		return fmt.Errorf("%w: quota of %d bytes used", ErrInsufficientStorage, l.opt.MaxBytes)
+	}
+	if l.opt.MinFreeBytes == 0 && l.opt.MinFreeFraction == 0 {
+		return nil
+	}
+	free, total, err := l.fs.Space(l.root)
+	if err != nil {
+		return fmt.Errorf("files: admit: %w", err)
+	}
+	if free < l.opt.MinFreeBytes || float64(free) < l.opt.MinFreeFraction*float64(total) {
+		return fmt.Errorf("%w: %d of %d bytes free, watermark %d bytes / %.3g",
+			ErrInsufficientStorage, free, total, l.opt.MinFreeBytes, l.opt.MinFreeFraction)
+	}
+	return nil
+}
+
+// Staged is an instance written to a staging file and fsynced, not yet in
+// its place. Read its header through ReadAt, then Commit or Discard it.
+type Staged struct {
+	l          *Local
+	f          File
+	meta       Meta
+	size       int64
+	dataOffset int64
+	sum        [sha256.Size]byte
+	done       bool
+}
+
+// Meta returns the cleaned file meta information.
+func (s *Staged) Meta() Meta { return s.meta }
+
+// Size is the size of the whole Part 10 file.
+func (s *Staged) Size() int64 { return s.size }
+
+// DataSetOffset is where the data set starts in the file.
+func (s *Staged) DataSetOffset() int64 { return s.dataOffset }
+
+// DataSetSHA256 is the hash of the data set bytes as received.
+func (s *Staged) DataSetSHA256() [sha256.Size]byte { return s.sum }
+
+// ReadAt reads the staged Part 10 file.
+func (s *Staged) ReadAt(p []byte, off int64) (int, error) { return s.f.ReadAt(p, off) }
+
+// Discard removes the staging file. It is safe after Commit.
+func (s *Staged) Discard() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	return errors.Join(s.f.Close(), s.l.fs.Remove(s.f.Name()))
+}
+
+// copyBufSize suits socket reads of P-DATA and a 512 KiB CT slice.
+const copyBufSize = 256 << 10
+
+// Stage writes our file meta header for m followed by the data set bytes
+// of r, verbatim, to a staging file and fsyncs it. The data set is in the
+// transfer syntax m names (deflated bytes stay deflated). On any error the
+// staging file is gone.
+func (l *Local) Stage(ctx context.Context, r io.Reader, m Meta) (*Staged, error) {
+	m, err := m.Clean()
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Admit(ctx); err != nil {
+		return nil, err
+	}
+	f, err := l.fs.CreateTemp(filepath.Join(l.root, tmpDir), "*.part")
+	if err != nil {
+		return nil, storageErr("create staging file", err)
+	}
+	s := &Staged{l: l, f: f, meta: m}
+	fail := func(what string, err error) (*Staged, error) {
+		return nil, errors.Join(storageErr(what, err), s.Discard())
+	}
+	hdr := AppendMetaHeader(nil, m)
+	if _, err := f.Write(hdr); err != nil {
+		return fail("write meta header", err)
+	}
+	h := sha256.New()
+	buf := make([]byte, copyBufSize)
+	n, err := io.CopyBuffer(io.MultiWriter(f, h), r, buf)
+	if err != nil {
+		return fail("write data set", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fail("write data set", err)
+	}
+	s.dataOffset = int64(len(hdr))
+	s.size = s.dataOffset + n
+	h.Sum(s.sum[:0])
+	if q := l.opt.MaxBytes; q > 0 && l.used.Load()+s.size > q {
+		return fail("quota", fmt.Errorf("%w: %d bytes would pass the quota of %d", ErrInsufficientStorage, s.size, q))
+	}
+	if !l.opt.NoSync {
+		if err := f.Sync(); err != nil {
+			return fail("fsync staging file", err)
+		}
+	}
+	return s, nil
+}
+
+// storageErr wraps err, marking a full disk or quota as
+// ErrInsufficientStorage.
+func storageErr(what string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("files: %s: %w: %w", what, ErrInsufficientStorage, err)
+	}
+	return fmt.Errorf("files: %s: %w", what, err)
+}
+
+// Outcome says what Commit did with an instance.
+type Outcome int
+
+const (
+	// Created: the first copy of this SOP instance in its series.
+	Created Outcome = iota + 1
+	// Duplicate: an identical data set was already stored; nothing changed.
+	Duplicate
+	// NewVersion: the SOP instance was stored before with other bytes; this
+	// one is kept beside it under a new version number. Callers log it.
+	NewVersion
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Created:
+		return "created"
+	case Duplicate:
+		return "duplicate"
+	case NewVersion:
+		return "new version"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Stored describes an instance file in its place.
+type Stored struct {
+	// Location is the slash-separated path relative to the data directory;
+	// it is what the index keeps and what Open takes.
+	Location string
+	Version  int
+	Size     int64
+	Outcome  Outcome
+	// DataSetSHA256 is the hash of the data set bytes (after the meta).
+	DataSetSHA256 [sha256.Size]byte
+}
+
+// Commit moves a staged instance to its place under study and series,
+// never overwriting: identical data set bytes already stored make it a
+// Duplicate, other bytes a NewVersion. The directory entries are fsynced
+// before it returns, so the instance survives a crash from then on.
+func (l *Local) Commit(ctx context.Context, s *Staged, studyUID, seriesUID string) (Stored, error) {
+	if s.done {
+		return Stored{}, errors.New("files: commit of a discarded staging file")
+	}
+	defer s.Discard()
+	study, err := CleanUID(studyUID)
+	if err != nil {
+		return Stored{}, fmt.Errorf("study: %w", err)
+	}
+	series, err := CleanUID(seriesUID)
+	if err != nil {
+		return Stored{}, fmt.Errorf("series: %w", err)
+	}
+	// Directories that did not exist need their parent's entry synced too.
+	var syncDirs []string
+	for _, d := range []string{study, path.Join(study, series)} {
+		p := filepath.Join(l.root, filepath.FromSlash(d))
+		err := l.fs.Mkdir(p)
+		switch {
+		case err == nil:
+			syncDirs = append(syncDirs, filepath.Dir(p))
+		case errors.Is(err, fs.ErrExist):
+		default:
+			return Stored{}, storageErr("create series directory", err)
+		}
+	}
+	dir := path.Join(study, series)
+	st := Stored{Size: s.size, DataSetSHA256: s.sum}
+	for v := 1; ; v++ {
+		if err := ctx.Err(); err != nil {
+			return Stored{}, err
+		}
+		loc := path.Join(dir, FileName(s.meta.SOPInstanceUID, v))
+		err := l.fs.Link(s.f.Name(), l.path(loc))
+		if err == nil {
+			st.Location, st.Version, st.Outcome = loc, v, Created
+			if v > 1 {
+				st.Outcome = NewVersion
+			}
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return Stored{}, storageErr("link instance file", err)
+		}
+		same, err := l.sameDataSet(loc, s)
+		if err != nil {
+			return Stored{}, err
+		}
+		if same {
+			st.Location, st.Version, st.Outcome = loc, v, Duplicate
+			break
+		}
+	}
+	// Synced on Duplicate too: the existing entry may have been linked by
+	// a writer that has not synced its directory yet.
+	if !l.opt.NoSync {
+		syncDirs = append([]string{l.path(dir)}, syncDirs...)
+		for _, d := range syncDirs {
+			if err := l.fs.SyncDir(d); err != nil {
+				return Stored{}, storageErr("fsync directory", err)
+			}
+		}
+	}
+	if st.Outcome != Duplicate && l.opt.MaxBytes > 0 {
+		l.used.Add(st.Size)
+	}
+	return st, nil
+}
+
+// FileName is the name of version v (from 1) of an instance file.
+func FileName(sopInstanceUID string, v int) string {
+	if v <= 1 {
+		return sopInstanceUID + ".dcm"
+	}
+	return sopInstanceUID + ".v" + strconv.Itoa(v) + ".dcm"
+}
+
+// sameDataSet compares the data set of the stored file at loc with s.
+func (l *Local) sameDataSet(loc string, s *Staged) (bool, error) {
+	f, err := l.fs.Open(l.path(loc))
+	if err != nil {
+		return false, fmt.Errorf("files: compare with %s: %w", loc, err)
+	}
+	defer f.Close()
+	off, err := MetaHeaderLen(f)
+	if err != nil {
+		// Not one of ours: treat as different, keep both.
+		return false, nil
+	}
+	fi, err := l.fs.Stat(l.path(loc))
+	if err != nil {
+		return false, fmt.Errorf("files: compare with %s: %w", loc, err)
+	}
+	if fi.Size()-off != s.size-s.dataOffset {
+		return false, nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, off, fi.Size()-off)); err != nil {
+		return false, fmt.Errorf("files: compare with %s: %w", loc, err)
+	}
+	return bytes.Equal(h.Sum(nil), s.sum[:]), nil
+}
+
+// path maps a location to a file name, refusing anything that is not a
+// local path made of UID-named study/series directories and a file name.
+func (l *Local) path(loc string) string { return filepath.Join(l.root, filepath.FromSlash(loc)) }
+
+func (l *Local) checkLocation(loc string) error {
+	parts := strings.Split(loc, "/")
+	if len(parts) != 3 || !filepath.IsLocal(filepath.FromSlash(loc)) {
+		return fmt.Errorf("files: location %q is not STUDY/SERIES/FILE", loc)
+	}
+	for _, p := range parts[:2] {
+		if err := ValidateUID(p); err != nil {
+			return fmt.Errorf("files: location %q: %w", loc, err)
+		}
+	}
+	return nil
+}
+
+// Open opens a stored instance file for reading.
+func (l *Local) Open(ctx context.Context, loc string) (File, error) {
+	if err := l.checkLocation(loc); err != nil {
+		return nil, err
+	}
+	f, err := l.fs.Open(l.path(loc))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, loc)
+	}
+	return f, err
+}
+
+// Remove deletes a stored instance file (retention) and syncs its
+// directory, so a deleted instance does not come back after a crash.
+func (l *Local) Remove(ctx context.Context, loc string) error {
+	if err := l.checkLocation(loc); err != nil {
+		return err
+	}
+	p := l.path(loc)
+	fi, err := l.fs.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNotFound, loc)
+	}
+	if err != nil {
+		return fmt.Errorf("files: remove %s: %w", loc, err)
+	}
+	if err := l.fs.Remove(p); err != nil {
+		return fmt.Errorf("files: remove %s: %w", loc, err)
+	}
+	if l.opt.MaxBytes > 0 {
+		l.used.Add(-fi.Size())
+	}
+	if l.opt.NoSync {
+		return nil
+	}
+	return l.fs.SyncDir(filepath.Dir(p))
+}
