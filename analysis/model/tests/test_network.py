@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from otomodel.network import PRESETS, BiHeadedUNet, Mish, NetworkConfig, count_parameters
+
+
+@pytest.mark.parametrize("preset,size", [("tiny", (8, 12, 16)), ("small", (32, 16, 48)), ("paper", (32, 32, 32))])
+def test_output_shapes(preset, size):
+    torch.manual_seed(0)
+    net = BiHeadedUNet(NetworkConfig.preset(preset)).eval()
+    x = torch.randn(2, 1, *size)
+    with torch.no_grad():
+        seg, heat = net(x)
+        segs, heats = net(x, deep=True)
+    assert seg.shape == (2, 1, *size)
+    assert heat.shape == (2, 3, *size)
+    # Deep supervision: full resolution first, then halves.
+    depth = len(PRESETS[preset]) - 1
+    assert len(segs) == len(heats) == 1 + min(3, depth - 1)
+    for lvl, (s, h) in enumerate(zip(segs, heats)):
+        assert s.shape == (2, 1, *[n >> lvl for n in size])
+        assert h.shape == (2, 3, *[n >> lvl for n in size])
+    assert torch.allclose(segs[0], seg) and torch.allclose(heats[0], heat)
+
+
+def test_presets_widths():
+    assert NetworkConfig.preset("paper").widths == (32, 64, 128, 256, 320)
+    assert NetworkConfig.preset("paper").spatial_multiple == 16
+    assert max(NetworkConfig.preset("small").widths) <= 64
+    with pytest.raises(ValueError):
+        NetworkConfig.preset("huge")
+
+
+def test_check_input_rejects_bad_sizes():
+    net = BiHeadedUNet(NetworkConfig.preset("tiny"))
+    net.check_input(torch.zeros(1, 1, 8, 4, 12))
+    with pytest.raises(ValueError):
+        net.check_input(torch.zeros(1, 1, 8, 6, 12))
+    with pytest.raises(ValueError):
+        net.check_input(torch.zeros(1, 2, 8, 8, 8))
+
+
+def test_mish_matches_definition():
+    x = torch.linspace(-20, 20, 1001)
+    want = x * torch.tanh(torch.log1p(torch.exp(x.clamp(max=30))))
+    assert torch.allclose(Mish()(x), want, atol=1e-5)
+    if hasattr(torch.nn, "Mish"):
+        assert torch.allclose(Mish()(x), torch.nn.Mish()(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["leakyrelu", "relu", "gelu", "silu", "prelu"])
+def test_activations_and_no_attention(act):
+    net = BiHeadedUNet(NetworkConfig(widths=(4, 8), activation=act, attention=False)).eval()
+    with torch.no_grad():
+        s, h = net(torch.randn(1, 1, 8, 8, 8))
+    assert s.shape == (1, 1, 8, 8, 8) and h.shape == (1, 3, 8, 8, 8)
+    with pytest.raises(ValueError):
+        NetworkConfig(activation="nope") and BiHeadedUNet(NetworkConfig(widths=(4, 8), activation="nope"))
+
+
+def test_parameter_counts_exclude_terminals():
+    net = BiHeadedUNet(NetworkConfig.preset("small"))
+    assert count_parameters(net) < count_parameters(net, exported_only=False)
+    # The small preset must stay far below the 20 MB ONNX file limit.
+    assert count_parameters(net) * 4 < 20e6
