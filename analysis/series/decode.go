@@ -1,0 +1,251 @@
+package series
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"image"
+	"math"
+
+	"github.com/otonode/otonode/analysis/series/ljpeg"
+	"github.com/jpfielding/jpegs/pkg/compress/rle"
+	"github.com/otonode/otonode/analysis/volume"
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+)
+
+// Load scans the headers, checks the geometry and decodes the pixels into
+// Hounsfield units (float32).
+func Load(ctx context.Context, paths []string, opts Options) (*volume.Volume[float32], *Layout, error) {
+	l, err := Scan(ctx, paths, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := Decode[float32](ctx, l)
+	return v, l, err
+}
+
+// Decode reads the pixel data of every slice of l and rescales it to HU.
+// With T = int16 (half the memory of float32) every rescaled value must be
+// an integer in range, as it is for the usual slope 1 / integer intercept;
+// otherwise the refusal is ReasonValueOutOfRange.
+func Decode[T float32 | int16](ctx context.Context, l *Layout) (*volume.Volume[T], error) {
+	v := volume.New[T](l.Grid)
+	plane := l.Grid.Size[0] * l.Grid.Size[1]
+	// Which slab each (file, frame) goes to.
+	type target struct{ frame, k int }
+	byPath := make(map[string][]target)
+	var paths []string
+	for k, s := range l.Slices {
+		if _, ok := byPath[s.Path]; !ok {
+			paths = append(paths, s.Path)
+		}
+		byPath[s.Path] = append(byPath[s.Path], target{s.Frame, k})
+	}
+	workers := l.workers
+	if workers <= 0 {
+		workers = 1
+	}
+	err := forEach(ctx, len(paths), workers, func(i int) error {
+		in := l.instances[paths[i]]
+		frames, err := readFrames(in)
+		if err != nil {
+			return err
+		}
+		for _, t := range byPath[in.path] {
+			s := l.Slices[t.k]
+			dst := v.Data[t.k*plane : (t.k+1)*plane]
+			if err := decodeFrame(in, frames, t.frame, s.RescaleSlope, s.RescaleInter, dst); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// pixelFrames holds the pixel data of one file: either native bytes or one
+// compressed byte string per frame.
+type pixelFrames struct {
+	native     []byte
+	compressed [][]byte
+}
+
+func readFrames(in *instance) (*pixelFrames, error) {
+	ds, err := parseSafely(in.path, dicom.SkipProcessingPixelDataValue(), dicom.AllowMissingMetaElementGroupLength())
+	if err != nil {
+		return nil, &Error{Reason: ReasonUnreadable, Path: in.path, Err: err}
+	}
+	e := elems(ds.Elements).find(tag.PixelData)
+	if e == nil {
+		return nil, refuse(ReasonCorruptPixelData, in.path, "no Pixel Data")
+	}
+	info, ok := e.Value.GetValue().(dicom.PixelDataInfo)
+	if !ok {
+		return nil, refuse(ReasonCorruptPixelData, in.path, "Pixel Data of unexpected type %T", e.Value.GetValue())
+	}
+	encapsulated := in.ts == tsJPEGLL57 || in.ts == tsJPEGLL70 || in.ts == tsRLE
+	if !encapsulated {
+		if info.IsEncapsulated || !info.IntentionallyUnprocessed {
+			return nil, refuse(ReasonCorruptPixelData, in.path, "encapsulated Pixel Data in native transfer syntax %s", in.ts)
+		}
+		need := in.numberOfFrames * in.rows * in.cols * in.bitsAllocated / 8
+		if len(info.UnprocessedValueData) < need {
+			return nil, refuse(ReasonCorruptPixelData, in.path, "Pixel Data has %d bytes, %d needed", len(info.UnprocessedValueData), need)
+		}
+		return &pixelFrames{native: info.UnprocessedValueData}, nil
+	}
+	if !info.IsEncapsulated {
+		return nil, refuse(ReasonCorruptPixelData, in.path, "native Pixel Data in compressed transfer syntax %s", in.ts)
+	}
+	// The library returns each fragment as a "frame"; regroup them.
+	frags := make([][]byte, 0, len(info.Frames))
+	for _, f := range info.Frames {
+		frags = append(frags, f.EncapsulatedData.Data)
+	}
+	frames, err := groupFragments(frags, in.numberOfFrames, in.ts == tsRLE)
+	if err != nil {
+		return nil, &Error{Reason: ReasonCorruptPixelData, Path: in.path, Err: err}
+	}
+	return &pixelFrames{compressed: frames}, nil
+}
+
+// groupFragments turns the fragments of encapsulated Pixel Data into one
+// byte string per frame (PS3.5 A.4): a single frame may span any number of
+// fragments; RLE has exactly one fragment per frame; a JPEG frame starts
+// with the SOI marker, which is how frames are found without a Basic
+// Offset Table (the library discards it).
+func groupFragments(frags [][]byte, nFrames int, isRLE bool) ([][]byte, error) {
+	switch {
+	case len(frags) == 0:
+		return nil, fmt.Errorf("no fragments")
+	case nFrames == 1:
+		return [][]byte{bytes.Join(frags, nil)}, nil
+	case len(frags) == nFrames:
+		return frags, nil
+	case isRLE:
+		return nil, fmt.Errorf("RLE: %d fragments for %d frames (one per frame required)", len(frags), nFrames)
+	}
+	var frames [][]byte
+	for i, f := range frags {
+		if len(f) >= 2 && f[0] == 0xFF && f[1] == 0xD8 {
+			frames = append(frames, bytes.Clone(f))
+			continue
+		}
+		if i == 0 {
+			return nil, fmt.Errorf("first fragment does not start a JPEG image")
+		}
+		frames[len(frames)-1] = append(frames[len(frames)-1], f...)
+	}
+	if len(frames) != nFrames {
+		return nil, fmt.Errorf("found %d JPEG images in %d fragments for %d frames", len(frames), len(frags), nFrames)
+	}
+	return frames, nil
+}
+
+// decodeFrame writes frame f of in, rescaled, into dst (rows×cols).
+func decodeFrame[T float32 | int16](in *instance, pf *pixelFrames, f int, slope, inter float64, dst []T) (err error) {
+	n := in.rows * in.cols
+	var raw func(i int) uint32 // stored pixel value, before masking
+	shift := uint(in.highBit + 1 - in.bitsStored)
+	if pf.native != nil {
+		bpp := in.bitsAllocated / 8
+		b := pf.native[f*n*bpp : (f+1)*n*bpp]
+		switch {
+		case bpp == 1:
+			raw = func(i int) uint32 { return uint32(b[i]) }
+		case in.ts == tsExplicitBE:
+			raw = func(i int) uint32 { return uint32(binary.BigEndian.Uint16(b[2*i:])) }
+		default:
+			raw = func(i int) uint32 { return uint32(binary.LittleEndian.Uint16(b[2*i:])) }
+		}
+	} else {
+		if f >= len(pf.compressed) {
+			return refuse(ReasonCorruptPixelData, in.path, "frame %d of %d missing", f+1, len(pf.compressed))
+		}
+		img, err := decompress(in, pf.compressed[f])
+		if err != nil {
+			return &Error{Reason: ReasonCorruptPixelData, Path: in.path, Detail: fmt.Sprintf("frame %d", f+1), Err: err}
+		}
+		if in.ts != tsRLE {
+			shift = 0 // JPEG codes the stored bits right-aligned
+		}
+		switch im := img.(type) {
+		case *image.Gray16:
+			raw = func(i int) uint32 { return uint32(im.Pix[2*i])<<8 | uint32(im.Pix[2*i+1]) }
+		case *image.Gray:
+			raw = func(i int) uint32 { return uint32(im.Pix[i]) }
+		}
+	}
+	mask := uint32(1)<<uint(in.bitsStored) - 1
+	signBit := uint32(1) << uint(in.bitsStored-1)
+	signed := in.pixelRepresentation == 1
+	isInt := isIntType[T]()
+	for i := 0; i < n; i++ {
+		u := (raw(i) >> shift) & mask
+		x := int32(u)
+		if signed && u&signBit != 0 {
+			x -= int32(mask) + 1
+		}
+		hu := float64(x)*slope + inter
+		if isInt {
+			if hu != math.Trunc(hu) || hu < math.MinInt16 || hu > math.MaxInt16 {
+				return refuse(ReasonValueOutOfRange, in.path, "rescaled value %v does not fit int16 HU", hu)
+			}
+		}
+		dst[i] = T(hu)
+	}
+	return nil
+}
+
+func isIntType[T float32 | int16]() bool {
+	var z T
+	_, ok := any(z).(int16)
+	return ok
+}
+
+// decompress runs the codec under recover() (third-party decoders on
+// untrusted data) and checks the image shape against the header.
+func decompress(in *instance, data []byte) (img image.Image, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			img, err = nil, fmt.Errorf("decoder panic: %v", r)
+		}
+	}()
+	if in.ts == tsRLE {
+		img, err = rle.Decode(data, in.cols, in.rows)
+	} else {
+		var li *ljpeg.Image
+		if li, err = ljpeg.Decode(data); err == nil {
+			g := image.NewGray16(image.Rect(0, 0, li.Width, li.Height))
+			for i, v := range li.Pix {
+				g.Pix[2*i], g.Pix[2*i+1] = byte(v>>8), byte(v)
+			}
+			img = g
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	b := img.Bounds()
+	if b.Dx() != in.cols || b.Dy() != in.rows || b.Min != (image.Point{}) {
+		return nil, fmt.Errorf("decoded %v, header says %d×%d", b, in.cols, in.rows)
+	}
+	switch img.(type) {
+	case *image.Gray16:
+		if in.bitsAllocated != 16 && in.ts == tsRLE {
+			return nil, fmt.Errorf("16-bit RLE for Bits Allocated %d", in.bitsAllocated)
+		}
+	case *image.Gray:
+		if in.bitsAllocated != 8 && in.ts == tsRLE {
+			return nil, fmt.Errorf("8-bit RLE for Bits Allocated %d", in.bitsAllocated)
+		}
+	default:
+		return nil, fmt.Errorf("decoded image of type %T, want grey", img)
+	}
+	return img, nil
+}
