@@ -152,7 +152,9 @@ class ChunkSampler:
     def _foreground_sample(self, case: Case, n: int = 20000) -> np.ndarray:
         idx = np.argwhere(np.asarray(case.label) > 0)
         if len(idx) > n:
-            idx = idx[self.rng.choice(len(idx), n, replace=False)]
+            # A fixed generator of its own, so that building a sampler does not
+            # move the training stream (a resumed run rebuilds it).
+            idx = idx[np.random.default_rng(len(idx)).choice(len(idx), n, replace=False)]
         if len(case.points):
             idx = np.concatenate([idx, np.rint(case.points).astype(np.int64)])
         return idx

@@ -1,0 +1,131 @@
+"""python -m otomodel {train,export,bench} ... (run from analysis/model, or
+with analysis/model on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from .network import PRESETS
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"want true/false, got {s!r}")
+
+
+def _train(a) -> int:
+    from .export import export_checkpoint
+    from .train import Trainer, TrainConfig
+
+    cfg = TrainConfig(data=a.data, out=a.out, preset=a.preset, activation=a.activation, attention=a.attention,
+                      deep_supervision=a.deep_supervision, voxel_mm=a.voxel_mm, chunk=a.chunk, batch=a.batch,
+                      accumulate=a.accumulate, iterations=a.iterations, lr=a.lr, weight_decay=a.weight_decay,
+                      warmup=a.warmup, anneal=a.anneal, heatmap_weight=a.heatmap_weight,
+                      p_foreground=a.p_foreground, augment=a.augment, seed=a.seed, threads=a.threads,
+                      device=a.device, validate_every=a.validate_every, checkpoint_every=a.checkpoint_every,
+                      log_every=a.log_every, window=a.window, overlap=a.overlap)
+    trainer = Trainer(cfg, command=["python3", "-m", "otomodel"] + sys.argv[1:])
+    last = trainer.run()
+    if a.export and trainer.iteration >= cfg.iterations:
+        export_checkpoint(os.path.join(a.out, "best.pt"), a.out, name=a.name)
+    print(json.dumps(last))
+    return 0
+
+
+def _export(a) -> int:
+    from .export import export_checkpoint
+
+    export_checkpoint(a.checkpoint, a.out, name=a.name, window=a.window, overlap=a.overlap)
+    return 0
+
+
+def _bench(a) -> int:
+    import torch
+
+    from .network import BiHeadedUNet, NetworkConfig, count_parameters
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    net = BiHeadedUNet(NetworkConfig.preset(a.preset, activation=a.activation)).eval()
+    x = torch.randn(1, 1, a.size, a.size, a.size)
+    times = []
+    with torch.no_grad():
+        net(x)
+        for _ in range(a.repeat):
+            t = time.perf_counter()
+            net(x)
+            times.append(time.perf_counter() - t)
+    print(json.dumps({"preset": a.preset, "activation": a.activation, "size": a.size,
+                      "threads": torch.get_num_threads(), "parameters": count_parameters(net),
+                      "torch_seconds": [round(t, 3) for t in times], "torch_min_s": round(min(times), 3)}))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m otomodel", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train (resumes from OUT/checkpoint.pt if present), then export")
+    t.add_argument("--data", required=True, help="dataset folder (dataset.json + case folders)")
+    t.add_argument("--out", required=True, help="output folder: checkpoints, log, cache, model.onnx + model.json")
+    t.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    t.add_argument("--activation", default="mish")
+    t.add_argument("--attention", type=_bool, default=True)
+    t.add_argument("--deep-supervision", type=_bool, default=True)
+    t.add_argument("--voxel-mm", type=float, default=0.099)
+    t.add_argument("--chunk", type=int, default=64, help="training chunk edge in voxels")
+    t.add_argument("--batch", type=int, default=2)
+    t.add_argument("--accumulate", type=int, default=15, help="iterations per optimiser step")
+    t.add_argument("--iterations", type=int, default=75000)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--weight-decay", type=float, default=0.025)
+    t.add_argument("--warmup", type=float, default=0.05, help="fraction of steps")
+    t.add_argument("--anneal", type=float, default=0.3, help="fraction of steps")
+    t.add_argument("--heatmap-weight", type=float, default=1.0)
+    t.add_argument("--p-foreground", type=float, default=0.8)
+    t.add_argument("--augment", type=_bool, default=True)
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    t.add_argument("--validate-every", type=int, default=750)
+    t.add_argument("--checkpoint-every", type=int, default=150)
+    t.add_argument("--log-every", type=int, default=10)
+    t.add_argument("--window", type=int, default=128, help="inference window for the manifest")
+    t.add_argument("--overlap", type=int, default=25, help="inference overlap for the manifest")
+    t.add_argument("--export", type=_bool, default=True, help="export OUT/model.onnx when the run completes")
+    t.add_argument("--name", default="otonode-inner-ear-phantom")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("export", help="checkpoint -> ONNX + manifest")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--name", default="otonode-inner-ear-phantom")
+    e.add_argument("--window", type=int, default=0)
+    e.add_argument("--overlap", type=int, default=None)
+    e.set_defaults(func=_export)
+
+    b = sub.add_parser("bench", help="PyTorch CPU time of one forward pass")
+    b.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    b.add_argument("--activation", default="mish")
+    b.add_argument("--size", type=int, default=128)
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--repeat", type=int, default=3)
+    b.set_defaults(func=_bench)
+
+    a = p.parse_args(argv)
+    try:
+        return a.func(a)
+    except (ValueError, OSError) as err:
+        print(f"otomodel {a.cmd}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

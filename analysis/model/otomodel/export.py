@@ -1,0 +1,135 @@
+"""Export a trained checkpoint to ONNX (opset 17, dynamic batch and spatial
+axes, full-resolution outputs only) and write the manifest beside it."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+import warnings
+from typing import Optional
+
+import numpy as np
+import onnx
+import torch
+
+from . import LANDMARKS
+from .manifest import FORMAT, INTENDED_USE_PHANTOM, sha256_file, tta_set, validate
+from .network import BiHeadedUNet, ExportWrapper, NetworkConfig, count_parameters
+
+OPSET = 17
+INPUT_NAME = "image"
+
+
+def load_network(state: dict) -> BiHeadedUNet:
+    net = BiHeadedUNet(NetworkConfig.from_dict(state["network"]))
+    net.load_state_dict(state["model"])
+    return net.eval()
+
+
+def export_onnx(net: BiHeadedUNet, path: str, example_size: int = 0) -> None:
+    """Writes the ONNX graph and checks it with onnx.checker (full check,
+    including shape inference)."""
+    net = net.eval().cpu()
+    m = net.cfg.spatial_multiple
+    s = example_size or 2 * m
+    x = torch.zeros(1, net.cfg.in_channels, s, s, s)
+    dyn = {0: "N", 2: "D", 3: "H", 4: "W"}
+    tmp = path + ".tmp"
+    with torch.no_grad(), warnings.catch_warnings():
+        # InstanceNorm has no running statistics, so "exported with train=True"
+        # computes exactly what eval mode computes.
+        warnings.filterwarnings("ignore", message=".*instance_norm.*")
+        # instance_norm's own size check in Python; it does not enter the graph.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(ExportWrapper(net), (x,), tmp, opset_version=OPSET, input_names=[INPUT_NAME],
+                          output_names=["segmentation", "heatmaps"],
+                          dynamic_axes={INPUT_NAME: dyn, "segmentation": dyn, "heatmaps": dyn},
+                          do_constant_folding=True)
+    model = onnx.load(tmp)
+    onnx.checker.check_model(model, full_check=True)
+    os.replace(tmp, path)
+
+
+def build_manifest(state: dict, onnx_path: str, *, name: str, window: int, overlap: int,
+                   threshold: float = 0.5, uncertainty: Optional[dict] = None,
+                   synthetic: bool = True, intended_use: Optional[str] = None) -> dict:
+    net_cfg = state["network"]
+    tc = state.get("train_config", {})
+    mult = 2 ** (len(net_cfg["widths"]) - 1)
+    net = load_network(state)
+    unc = {"score": ("mean over voxels of the voxel-wise standard deviation of the sigmoid probability "
+                     "across the TTA passes, taken over the predicted structure (mean probability >= "
+                     "threshold) dilated by margin_mm"),
+           "margin_mm": 1.0, "flag_threshold": None, "calibration": None}
+    if uncertainty:
+        unc.update(uncertainty)
+    pv = state.get("plausible_volume") or {}
+    return {
+        "format": FORMAT,
+        "name": name,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "intended_use": intended_use or INTENDED_USE_PHANTOM,
+        "trained_on_synthetic_phantoms": synthetic,
+        "onnx": {"file": os.path.basename(onnx_path), "sha256": sha256_file(onnx_path),
+                 "bytes": os.path.getsize(onnx_path), "opset": OPSET},
+        "input": {"name": INPUT_NAME, "layout": "NCDHW", "dtype": "float32", "channels": 1,
+                  "axes": ["k", "j", "i"], "spatial_multiple": mult,
+                  "note": ("the volume's voxel buffer with i fastest read as a C-order [D,H,W] array "
+                           "(D = k, H = j, W = i), resampled to voxel_size_mm and normalised; any "
+                           "batch size and any spatial size divisible by spatial_multiple")},
+        "outputs": {
+            "segmentation": {"name": "segmentation", "layout": "NCDHW", "channels": 1, "kind": "logits",
+                             "activation": "sigmoid", "structure": "inner-ear fluid space (cochlea, "
+                             "vestibule, semicircular canals) as one foreground"},
+            "heatmaps": {"name": "heatmaps", "layout": "NCDHW", "channels": len(LANDMARKS), "kind": "heatmap",
+                         "activation": "none", "order": list(LANDMARKS),
+                         "landmark": "argmax of each channel"},
+        },
+        "landmarks": list(LANDMARKS),
+        "voxel_size_mm": float(tc.get("voxel_mm", 0.099)),
+        "chunk": {"size": [window] * 3, "overlap": overlap, "stride": window - overlap,
+                  "blend": "mean of overlapping windows"},
+        "normalization": dict(state["normalization"], units="HU",
+                              method="clip at the quantiles' values, subtract mean, divide by std"),
+        "threshold": threshold,
+        "tta": {"passes": len(tta_set()), "set": tta_set(),
+                "rotation": ("numpy.rot90(x, k, axes=plane) on the [D,H,W] array; undo with -k; the "
+                             "result is the voxel-wise mean, the uncertainty map the voxel-wise std")},
+        "uncertainty": unc,
+        "plausible_volume_mm3": {"min": pv.get("min_mm3"), "max": pv.get("max_mm3"),
+                                 "per": "ear", "training_min": pv.get("training_min_mm3"),
+                                 "training_max": pv.get("training_max_mm3")},
+        "architecture": {"kind": "bi-headed 3D U-Net (Stebani et al. 2023)", **net_cfg,
+                         "preset": tc.get("preset"), "parameters": count_parameters(net),
+                         "deep_supervision": "training only (not in the exported graph)"},
+        "training": {"data": state.get("data_summary", {}), "command": " ".join(state.get("command") or []),
+                     "iterations": int(state.get("iteration", 0)), "wall_time_s": round(float(state.get("wall_s", 0.0)), 1),
+                     "config": tc, "heatmap_schedule": state.get("heatmap_schedule"),
+                     "augmentation": state.get("augment"), "torch_version": state.get("torch_version"),
+                     "device": state.get("device"), "best_validation_score": state.get("best_score")},
+    }
+
+
+def export_checkpoint(checkpoint: str, out_dir: str, name: str = "otonode-inner-ear",
+                      window: Optional[int] = None, overlap: Optional[int] = None,
+                      uncertainty: Optional[dict] = None, onnx_name: str = "model.onnx") -> str:
+    """checkpoint (best.pt or checkpoint.pt) -> out_dir/model.onnx + model.json.
+    Returns the manifest's path."""
+    state = torch.load(checkpoint, map_location="cpu")
+    tc = state.get("train_config", {})
+    window = window or int(tc.get("window", 128))
+    overlap = overlap if overlap is not None else int(tc.get("overlap", 25))
+    os.makedirs(out_dir, exist_ok=True)
+    onnx_path = os.path.join(out_dir, onnx_name)
+    export_onnx(load_network(state), onnx_path)
+    man = build_manifest(state, onnx_path, name=name, window=window, overlap=overlap, uncertainty=uncertainty)
+    validate(man)
+    man_path = os.path.splitext(onnx_path)[0] + ".json"
+    with open(man_path + ".tmp", "w") as f:
+        json.dump(man, f, indent=2)
+        f.write("\n")
+    os.replace(man_path + ".tmp", man_path)
+    print(f"wrote {onnx_path} ({os.path.getsize(onnx_path)} bytes) and {man_path}", file=sys.stderr)
+    return man_path

@@ -1,0 +1,328 @@
+"""The training loop: AdamW with weight decay, trapezoidal learning rate,
+gradient accumulation, deep supervision, the heatmap schedule, periodic
+validation, checkpoints that a run resumes from, and progress on stderr.
+
+One iteration (as in the paper) is the forward and backward pass of one batch
+of chunks; the optimiser steps every `accumulate` iterations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from . import LANDMARKS
+from .augment import AugmentConfig, ChunkSampler, extract_chunk
+from .data import Case, CaseStore, Normalization, compute_normalization
+from .losses import HeatmapSchedule, batch_heatmaps, total_loss, trapezoid_lr
+from .network import BiHeadedUNet, NetworkConfig, count_parameters
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = ""
+    preset: str = "small"
+    activation: str = "mish"
+    attention: bool = True
+    deep_supervision: bool = True
+    voxel_mm: float = 0.099
+    chunk: int = 64              # training chunk edge (voxels)
+    batch: int = 2
+    accumulate: int = 15         # the paper's best setting
+    iterations: int = 75000      # the paper's budget
+    lr: float = 1e-3
+    weight_decay: float = 0.025  # the paper's lambda
+    betas: Tuple[float, float] = (0.9, 0.999)
+    warmup: float = 0.05
+    anneal: float = 0.3
+    heatmap_weight: float = 1.0
+    p_foreground: float = 0.8
+    augment: bool = True
+    seed: int = 1
+    threads: int = 0             # 0: leave torch's default
+    device: str = "auto"
+    validate_every: int = 750    # the paper's interval
+    checkpoint_every: int = 150
+    log_every: int = 10
+    # What the manifest tells the analysis (inference-time settings).
+    window: int = 128
+    overlap: int = 25
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    def network_config(self) -> NetworkConfig:
+        return NetworkConfig.preset(self.preset, activation=self.activation, attention=self.attention,
+                                    deep_supervision_levels=3 if self.deep_supervision else 0)
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _fmt_s(s: float) -> str:
+    s = int(max(s, 0))
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def plausible_volume_range(cases: List[Case], low_factor: float = 0.5, high_factor: float = 1.5) -> Dict[str, float]:
+    """Range of inner-ear (fluid space) volume per ear that a prediction must
+    fall in, from the training labels, widened by fixed factors."""
+    vols = [c.foreground_volume_mm3() / c.ears for c in cases if c.ears > 0 and c.label.any()]
+    if not vols:
+        return {"min_mm3": None, "max_mm3": None, "training_min_mm3": None, "training_max_mm3": None}
+    return {"min_mm3": low_factor * min(vols), "max_mm3": high_factor * max(vols),
+            "training_min_mm3": min(vols), "training_max_mm3": max(vols),
+            "factors": [low_factor, high_factor]}
+
+
+def validation_chunk(case: Case, size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """A deterministic chunk origin per validation case: centred on the
+    landmarks' (or foreground's) centroid, or on the volume's centre."""
+    if len(case.points):
+        centre = np.asarray(case.points).mean(axis=0)
+    elif case.label.any():
+        centre = np.argwhere(np.asarray(case.label) > 0).mean(axis=0)
+    else:
+        centre = np.asarray(case.image.shape) / 2.0
+    return np.rint(centre).astype(np.int64) - size // 2
+
+
+@torch.no_grad()
+def validate(net: BiHeadedUNet, cases: List[Case], norm: Normalization, size: int, device: torch.device,
+             amplitude: float, sigma: float) -> Dict[str, float]:
+    """Dice (threshold 0.5) and landmark error (argmax, voxels) on one chunk
+    per validation case around its ear."""
+    net.eval()
+    inter = denom = 0.0
+    errs: List[List[float]] = [[] for _ in LANDMARKS]
+    losses = []
+    for c in cases:
+        origin = validation_chunk(c, size)
+        img, lab, pts = extract_chunk(c, origin, (size,) * 3, np.eye(3), fill=norm.clip_low)
+        x = norm.apply(img)[None, None].to(device)
+        y = lab[None, None].to(device)
+        seg, heat = net(x)
+        P = torch.from_numpy(np.asarray(pts, dtype=np.float32)).reshape(1, -1, 3)
+        C = torch.from_numpy(np.asarray(c.channels, dtype=np.int64)).reshape(1, -1)
+        ht = batch_heatmaps((size,) * 3, P.to(device), C.to(device), len(LANDMARKS), amplitude, sigma)
+        loss, _ = total_loss(seg, heat, y, ht)
+        losses.append(float(loss))
+        pred = (seg > 0).float()
+        inter += float((pred * y).sum())
+        denom += float(pred.sum() + y.sum())
+        for p, ch in zip(pts, c.channels):
+            if np.all(p >= 0) and np.all(p <= size - 1):
+                flat = int(torch.argmax(heat[0, ch]))
+                am = np.array(np.unravel_index(flat, (size,) * 3), dtype=np.float64)
+                errs[ch].append(float(np.linalg.norm(am - p)))
+    net.train()
+    out = {"val_loss": float(np.mean(losses)) if losses else float("nan"),
+           "val_dice": (2 * inter / denom) if denom > 0 else float("nan")}
+    all_errs = []
+    for name, e in zip(LANDMARKS, errs):
+        out[f"val_err_{name}"] = float(np.mean(e)) if e else float("nan")
+        all_errs += e
+    out["val_err_mean"] = float(np.mean(all_errs)) if all_errs else float("nan")
+    # One number to pick the best checkpoint: a voxel of landmark error
+    # costs as much as 0.02 Dice.
+    d = out["val_dice"] if not math.isnan(out["val_dice"]) else 0.0
+    e = out["val_err_mean"] if not math.isnan(out["val_err_mean"]) else 0.0
+    out["val_score"] = d - 0.02 * e
+    return out
+
+
+def _atomic_save(obj, path: str) -> None:
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, command: Optional[List[str]] = None):
+        if not cfg.data or not cfg.out:
+            raise ValueError("training needs a dataset folder and an output folder")
+        self.cfg = cfg
+        self.command = command or []
+        os.makedirs(cfg.out, exist_ok=True)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.device = select_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.store = CaseStore(cfg.data, cfg.voxel_mm, os.path.join(cfg.out, "cache"))
+        ncfg = cfg.network_config()
+        if cfg.chunk % ncfg.spatial_multiple:
+            raise ValueError(f"chunk {cfg.chunk} must be divisible by {ncfg.spatial_multiple}")
+        t0 = time.time()
+        train_ids, val_ids = self.store.ids("train"), self.store.ids("validation")
+        if not train_ids:
+            raise ValueError(f"{cfg.data}: the train split is empty")
+        self.train_cases = []
+        for n, cid in enumerate(train_ids, 1):
+            self.train_cases.append(self.store.load(cid))
+            _progress(f"loading training cases {n}/{len(train_ids)} ({cid})")
+        self.val_cases = [self.store.load(cid) for cid in val_ids]
+        _progress(f"loaded {len(self.train_cases)} training and {len(self.val_cases)} validation cases "
+                  f"in {time.time() - t0:.1f} s")
+        self.net = BiHeadedUNet(ncfg).to(self.device)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     betas=tuple(cfg.betas))
+        self.schedule = HeatmapSchedule()
+        self.aug = AugmentConfig(enabled=cfg.augment)
+        self.iteration = 0
+        self.wall_s = 0.0
+        self.best_score = -float("inf")
+        self.rng = np.random.default_rng(cfg.seed)
+        self.norm: Optional[Normalization] = None
+        self._stop = False
+        ckpt = os.path.join(cfg.out, "checkpoint.pt")
+        if os.path.exists(ckpt):
+            self._resume(ckpt)
+        if self.norm is None:
+            self.norm = compute_normalization([c.image for c in self.train_cases], seed=cfg.seed)
+        self.sampler = ChunkSampler(self.train_cases, self.norm, (cfg.chunk,) * 3, self.rng, self.aug,
+                                    cfg.p_foreground)
+
+    # -- checkpoints ------------------------------------------------------
+    def state(self) -> dict:
+        return {"format": "otomodel-checkpoint/1", "iteration": self.iteration, "wall_s": self.wall_s,
+                "best_score": self.best_score, "train_config": self.cfg.to_dict(),
+                "network": self.net.cfg.to_dict(), "normalization": self.norm.to_dict(),
+                "heatmap_schedule": self.schedule.to_dict(), "augment": self.aug.to_dict(),
+                "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "rng_numpy": self.rng.bit_generator.state, "rng_torch": torch.get_rng_state(),
+                "plausible_volume": plausible_volume_range(self.train_cases),
+                "data_summary": self.data_summary(), "command": self.command,
+                "torch_version": torch.__version__, "device": str(self.device)}
+
+    def _resume(self, path: str) -> None:
+        st = torch.load(path, map_location=self.device)
+        if st.get("network") != self.net.cfg.to_dict():
+            raise ValueError(f"{path}: checkpoint network {st.get('network')} differs from {self.net.cfg.to_dict()}")
+        self.net.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.iteration = int(st["iteration"])
+        self.wall_s = float(st.get("wall_s", 0.0))
+        self.best_score = float(st.get("best_score", -float("inf")))
+        self.norm = Normalization.from_dict(st["normalization"])
+        self.rng.bit_generator.state = st["rng_numpy"]
+        torch.set_rng_state(st["rng_torch"])
+        _progress(f"resumed from {path} at iteration {self.iteration} ({_fmt_s(self.wall_s)} trained so far)")
+
+    def save_checkpoint(self) -> str:
+        path = os.path.join(self.cfg.out, "checkpoint.pt")
+        _atomic_save(self.state(), path)
+        return path
+
+    def data_summary(self) -> dict:
+        idx = self.store.index
+        extra = {k: v for k, v in idx.items() if k not in ("splits",)}
+        return {"path": os.path.abspath(self.cfg.data),
+                "cases": {k: len(v or []) for k, v in idx.get("splits", {}).items()},
+                "dataset": extra}
+
+    # -- the loop -----------------------------------------------------------
+    def _on_signal(self, signum, frame):
+        _progress(f"signal {signum}: stopping at the next optimiser step (a checkpoint will be written)")
+        self._stop = True
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        steps_total = math.ceil(cfg.iterations / cfg.accumulate)
+        log_path = os.path.join(cfg.out, "train_log.jsonl")
+        old = {}
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                old[s] = signal.signal(s, self._on_signal)
+        except ValueError:  # not the main thread
+            pass
+        self.net.train()
+        params = count_parameters(self.net)
+        _progress(f"training {cfg.preset} ({params} parameters, exported graph) on {self.device}, "
+                  f"chunk {cfg.chunk}^3 x {cfg.batch}, accumulate {cfg.accumulate}, "
+                  f"{cfg.iterations} iterations, from iteration {self.iteration}")
+        t_window, n_window = time.time(), 0
+        last: Dict[str, float] = {}
+        self.opt.zero_grad(set_to_none=True)
+        try:
+            with open(log_path, "a") as log:
+                while self.iteration < cfg.iterations:
+                    t_it = time.time()
+                    step = self.iteration // cfg.accumulate
+                    lr = trapezoid_lr(step, steps_total, cfg.lr, cfg.warmup, cfg.anneal)
+                    for g in self.opt.param_groups:
+                        g["lr"] = lr
+                    amp, sigma = self.schedule.at(self.iteration, cfg.iterations)
+                    img, lab, pts, chans = self.sampler.batch(cfg.batch)
+                    img, lab = img.to(self.device), lab.to(self.device)
+                    heat_t = batch_heatmaps((cfg.chunk,) * 3, pts.to(self.device), chans.to(self.device),
+                                            len(LANDMARKS), amp, sigma)
+                    seg_o, heat_o = self.net(img, deep=cfg.deep_supervision)
+                    loss, parts = total_loss(seg_o, heat_o, lab, heat_t, cfg.heatmap_weight)
+                    (loss / cfg.accumulate).backward()
+                    self.iteration += 1
+                    boundary = self.iteration % cfg.accumulate == 0 or self.iteration == cfg.iterations
+                    if boundary:
+                        self.opt.step()
+                        self.opt.zero_grad(set_to_none=True)
+                    dt = time.time() - t_it
+                    self.wall_s += dt
+                    n_window += 1
+                    rec = {"iteration": self.iteration, "lr": lr, "amplitude": amp, "sigma": sigma,
+                           "seconds": round(dt, 4), **{k: round(v, 6) for k, v in parts.items()}}
+                    if boundary and self.val_cases and (self.iteration % cfg.validate_every < cfg.accumulate
+                                                        or self.iteration == cfg.iterations):
+                        v = validate(self.net, self.val_cases, self.norm, cfg.chunk, self.device, amp, sigma)
+                        rec.update({k: round(x, 6) for k, x in v.items()})
+                        if v["val_score"] > self.best_score:
+                            self.best_score = v["val_score"]
+                            _atomic_save(self.state(), os.path.join(cfg.out, "best.pt"))
+                        _progress(f"  validation at {self.iteration}: dice {v['val_dice']:.4f}, landmark error "
+                                  f"{v['val_err_mean']:.2f} vox, loss {v['val_loss']:.4f}")
+                    log.write(json.dumps(rec) + "\n")
+                    last = rec
+                    if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
+                        log.flush()
+                        per_it = (time.time() - t_window) / max(n_window, 1)
+                        _progress(f"it {self.iteration}/{cfg.iterations} loss {parts['loss']:.4f} "
+                                  f"(bce {parts['bce']:.4f} dice {parts['dice_loss']:.4f} mse {parts['mse']:.4f}) "
+                                  f"lr {lr:.2e} amp {amp:g} sigma {sigma:g} {per_it:.2f} s/it "
+                                  f"eta {_fmt_s(per_it * (cfg.iterations - self.iteration))}")
+                        t_window, n_window = time.time(), 0
+                    if boundary and (self.iteration % cfg.checkpoint_every < cfg.accumulate or self._stop):
+                        self.save_checkpoint()
+                    if self._stop and boundary:
+                        break
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        path = self.save_checkpoint()
+        if not self.val_cases or not os.path.exists(os.path.join(cfg.out, "best.pt")):
+            _atomic_save(self.state(), os.path.join(cfg.out, "best.pt"))
+        _progress(f"checkpoint {path} at iteration {self.iteration}, {_fmt_s(self.wall_s)} of training")
+        return last

@@ -1,0 +1,164 @@
+"""End to end on a tiny synthetic dataset: train a few iterations, resume,
+export, and check the manifest (schema, hash, figures from the data)."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from otomodel import onnx_eval
+from otomodel.export import INPUT_NAME, export_checkpoint, load_network
+from otomodel.manifest import ManifestError, sha256_file, tta_set, validate
+from otomodel.train import Trainer, TrainConfig
+from synth import write_dataset
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _cfg(data, out, **kw):
+    base = dict(data=data, out=out, preset="tiny", chunk=16, batch=2, accumulate=2, iterations=6,
+                voxel_mm=0.2, validate_every=4, checkpoint_every=2, log_every=2, threads=1, seed=7,
+                device="cpu", window=32, overlap=8)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_dataset(str(root), n_train=3, n_val=1, n_neg=1)
+    return str(root)
+
+
+def test_train_resume_is_exact(dataset, tmp_path):
+    a = Trainer(_cfg(dataset, str(tmp_path / "a")))
+    last = a.run()
+    assert a.iteration == 6 and last["iteration"] == 6
+    assert "val_dice" in last and 0.0 <= last["val_dice"] <= 1.0
+    log = [json.loads(l) for l in open(tmp_path / "a" / "train_log.jsonl")]
+    assert [r["iteration"] for r in log] == list(range(1, 7))
+    assert all(np.isfinite(r["loss"]) for r in log)
+    assert os.path.exists(tmp_path / "a" / "best.pt")
+
+    # The same run, interrupted after 2 iterations (as by SIGTERM) and resumed.
+    b = Trainer(_cfg(dataset, str(tmp_path / "b")))
+    orig = b.sampler.batch
+    calls = []
+
+    def stop_after_two(n):
+        calls.append(n)
+        if len(calls) == 2:
+            b._stop = True
+        return orig(n)
+
+    b.sampler.batch = stop_after_two
+    b.run()
+    assert b.iteration == 2
+    b2 = Trainer(_cfg(dataset, str(tmp_path / "b")))
+    assert b2.iteration == 2
+    b2.run()
+    assert b2.iteration == 6
+    for (k, va), vb in zip(a.net.state_dict().items(), b2.net.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_export_and_manifest(dataset, tmp_path):
+    out = str(tmp_path / "run")
+    t = Trainer(_cfg(dataset, out, iterations=4), command=["python3", "-m", "otomodel", "train"])
+    t.run()
+    man_path = export_checkpoint(os.path.join(out, "best.pt"), out)
+    m = json.load(open(man_path))
+    validate(m)
+    onnx_path = os.path.join(out, m["onnx"]["file"])
+    assert m["onnx"]["sha256"] == sha256_file(onnx_path) and m["onnx"]["bytes"] == os.path.getsize(onnx_path)
+    assert m["trained_on_synthetic_phantoms"] is True
+    assert "not for diagnosis" in m["intended_use"] or "must not be used for diagnosis" in m["intended_use"]
+    assert m["landmarks"] == ["helicotrema", "oval_window", "round_window"]
+    assert m["chunk"] == {"size": [32, 32, 32], "overlap": 8, "stride": 24, "blend": "mean of overlapping windows"}
+    assert m["voxel_size_mm"] == 0.2 and m["input"]["spatial_multiple"] == 4
+    assert len(m["tta"]["set"]) == 10
+    assert m["training"]["iterations"] == 4 and m["training"]["wall_time_s"] >= 0
+    assert m["training"]["command"] == "python3 -m otomodel train"
+    assert m["training"]["data"]["cases"] == {"train": 4, "validation": 1, "test": 0}
+    # Normalisation comes from the training images: bone ~1400 HU, fluid ~20 HU.
+    n = m["normalization"]
+    assert -100 < n["clip_low"] < 200 and 1300 < n["clip_high"] < 1500 and n["std"] > 100
+    # The plausible range brackets the training balls (radius 5 voxels of 0.2 mm: 4/3 pi 1^3 = 4.19 mm^3).
+    pv = m["plausible_volume_mm3"]
+    assert pv["min"] < pv["training_min"] <= pv["training_max"] < pv["max"]
+    assert 3.5 < pv["training_min"] and pv["training_max"] < 5.0
+    # The ONNX file holds the checkpoint's network.
+    net = load_network(torch.load(os.path.join(out, "best.pt")))
+    x = torch.randn(1, 1, 12, 8, 16)
+    with torch.no_grad():
+        seg, heat = net(x)
+    gs, gh = onnx_eval.run(onnx.load(onnx_path), {INPUT_NAME: x.numpy()})
+    assert np.allclose(gs, seg.numpy(), atol=1e-4) and np.allclose(gh, heat.numpy(), atol=1e-4)
+
+
+def _good_manifest():
+    return {
+        "format": "otonode-model-manifest/1", "name": "m", "created_utc": "2026-01-01T00:00:00Z",
+        "intended_use": "trained on phantoms; not for diagnosis", "trained_on_synthetic_phantoms": True,
+        "onnx": {"file": "model.onnx", "sha256": "0" * 64, "bytes": 10, "opset": 17},
+        "input": {"name": "image", "layout": "NCDHW", "dtype": "float32", "axes": ["k", "j", "i"],
+                  "spatial_multiple": 16},
+        "outputs": {"segmentation": {"name": "segmentation", "layout": "NCDHW", "channels": 1, "kind": "logits"},
+                    "heatmaps": {"name": "heatmaps", "layout": "NCDHW", "channels": 3}},
+        "landmarks": ["helicotrema", "oval_window", "round_window"],
+        "voxel_size_mm": 0.099, "chunk": {"size": [128, 128, 128], "overlap": 25},
+        "normalization": {"low_quantile": 0.01, "high_quantile": 0.99, "clip_low": -500.0, "clip_high": 2000.0,
+                          "mean": 800.0, "std": 400.0},
+        "threshold": 0.5, "tta": {"set": tta_set()},
+        "uncertainty": {"score": "s", "margin_mm": 1.0, "flag_threshold": 0.01},
+        "plausible_volume_mm3": {"min": 50.0, "max": 400.0},
+        "architecture": {}, "training": {"command": "c", "data": {}, "wall_time_s": 1.0, "iterations": 1},
+    }
+
+
+def _set(d, path, value):
+    *head, last = path.split(".")
+    for p in head:
+        d = d[p]
+    if value is KeyError:
+        del d[last]
+    else:
+        d[last] = value
+
+
+@pytest.mark.parametrize("path,value", [
+    ("format", "other/1"), ("onnx.sha256", "xyz"), ("onnx.file", "../model.onnx"), ("input.layout", "NDHWC"),
+    ("input.spatial_multiple", 12), ("outputs.heatmaps.channels", 2), ("outputs.segmentation.kind", "probability"),
+    ("landmarks", ["oval_window", "helicotrema", "round_window"]), ("chunk.size", [100, 128, 128]),
+    ("chunk.overlap", 128), ("normalization.std", 0.0), ("normalization.clip_high", -600.0), ("threshold", 1.5),
+    ("tta.set", tta_set()[:9]), ("plausible_volume_mm3.max", 10.0), ("uncertainty.flag_threshold", "high"),
+    ("intended_use", KeyError), ("training.wall_time_s", KeyError), ("voxel_size_mm", True),
+])
+def test_manifest_validation_rejects(path, value):
+    validate(_good_manifest())
+    m = copy.deepcopy(_good_manifest())
+    _set(m, path, value)
+    with pytest.raises(ManifestError):
+        validate(m)
+
+
+def test_cli_train_and_export(dataset, tmp_path):
+    """python -m otomodel train ... runs, resumes, and exports on completion."""
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    out = str(tmp_path / "cli")
+    cmd = [sys.executable, "-m", "otomodel", "train", "--data", dataset, "--out", out, "--preset", "tiny",
+           "--chunk", "16", "--batch", "1", "--accumulate", "1", "--iterations", "2", "--voxel-mm", "0.2",
+           "--threads", "1", "--window", "32", "--overlap", "8", "--log-every", "1"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "it 2/2" in r.stderr and os.path.exists(os.path.join(out, "model.onnx"))
+    validate(json.load(open(os.path.join(out, "model.json"))))
+    bad = subprocess.run([sys.executable, "-m", "otomodel", "train", "--data", str(tmp_path / "nope"), "--out", out],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "dataset.json" in bad.stderr
