@@ -8,8 +8,8 @@ import (
 	"image"
 	"math"
 
-	"github.com/otonode/otonode/analysis/series/ljpeg"
 	"github.com/jpfielding/jpegs/pkg/compress/rle"
+	"github.com/otonode/otonode/analysis/series/ljpeg"
 	"github.com/otonode/otonode/analysis/volume"
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"

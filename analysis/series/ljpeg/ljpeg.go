@@ -241,6 +241,11 @@ func Decode(data []byte) (*Image, error) {
 			if pred < 1 || pred > 7 || pt >= img.Precision {
 				return nil, fmt.Errorf("%w: predictor %d, point transform %d", ErrFormat, pred, pt)
 			}
+			// Every sample costs at least one bit: refuse headers that
+			// claim more samples than the data can hold before allocating.
+			if img.Width*img.Height > 8*(len(data)-pos)+64 {
+				return nil, fmt.Errorf("%w: %d×%d samples cannot fit in %d bytes", ErrFormat, img.Width, img.Height, len(data)-pos)
+			}
 			if err := img.scan(data[pos:], &tables[td], pred, pt, restart); err != nil {
 				return nil, err
 			}
