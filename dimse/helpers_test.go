@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/otonode/otonode/dimse"
 )
@@ -37,6 +39,17 @@ var (
 	jpegLossless = "pydicom-data/data_store/data/JPGLosslessP14SV1_1s_1f_8b.dcm"
 	jpegLL57     = "dicomParser/testImages/encapsulated/multi-frame/CT0012.fragmented_no_bot_jpeg_lossless.57.dcm"
 	rleMR        = "pydicom/src/pydicom/data/test_files/MR_small_RLE.dcm"
+	jpegLL70     = "dicomParser/testImages/encapsulated/multi-frame/CT0012.fragmented_no_bot_jpeg_lossless.70.dcm"
+
+	// Files dcmtk's storescu sends without re-encoding (it drops trailing
+	// padding and rewrites implicit VR files, so not every file qualifies).
+	signedCT  = "orthanc-tests/Database/SignedCT.dcm"
+	issue141  = "orthanc-tests/Database/Issue141.dcm"
+	emriSmall = "pydicom-data/data_store/data/emri_small.dcm"
+	testSR    = "pydicom/src/pydicom/data/test_files/test-SR.dcm"
+	scYBR     = "pydicom/src/pydicom/data/test_files/SC_ybr_full_422_uncompressed.dcm"
+	overlayMR = "pydicom/src/pydicom/data/test_files/examples_overlay.dcm"
+	scJPEGLL  = "pydicom/src/pydicom/data/test_files/SC_rgb_jpeg_gdcm.dcm"
 )
 
 // dataSetOf returns a Part-10 file's meta and the bytes after its meta.
@@ -136,4 +149,23 @@ func storageServer(rec *recorder) *dimse.Server {
 		Syntaxes: []dimse.Syntax{{AbstractSyntax: "", TransferSyntaxes: allTransferSyntaxes}},
 		Handler:  mux,
 	}
+}
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+func splitHostPort(s string) (string, string, error) { return net.SplitHostPort(s) }
+
+// waitListening waits until addr accepts connections.
+func waitListening(t testing.TB, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s", addr)
 }
