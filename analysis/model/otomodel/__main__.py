@@ -25,7 +25,7 @@ def _train(a) -> int:
     from .train import Trainer, TrainConfig
 
     cfg = TrainConfig(data=a.data, out=a.out, preset=a.preset, activation=a.activation, attention=a.attention,
-                      deep_supervision=a.deep_supervision, voxel_mm=a.voxel_mm, chunk=a.chunk, batch=a.batch,
+                      deep_supervision=a.deep_supervision, voxel_mm=a.voxel_mm, roi_mm=a.roi_mm, chunk=a.chunk, batch=a.batch,
                       accumulate=a.accumulate, iterations=a.iterations, lr=a.lr, weight_decay=a.weight_decay,
                       warmup=a.warmup, anneal=a.anneal, heatmap_weight=a.heatmap_weight,
                       p_foreground=a.p_foreground, augment=a.augment, seed=a.seed, threads=a.threads,
@@ -80,6 +80,8 @@ def main(argv=None) -> int:
     t.add_argument("--attention", type=_bool, default=True)
     t.add_argument("--deep-supervision", type=_bool, default=True)
     t.add_argument("--voxel-mm", type=float, default=0.099)
+    t.add_argument("--roi-mm", type=float, default=20.0,
+                   help="box per ear cropped before resampling, mm (0: whole volumes)")
     t.add_argument("--chunk", type=int, default=64, help="training chunk edge in voxels")
     t.add_argument("--batch", type=int, default=2)
     t.add_argument("--accumulate", type=int, default=15, help="iterations per optimiser step")

@@ -95,17 +95,20 @@ def to_resampled_voxel(ijk: Sequence[float], spacing: Sequence[float], target: f
     return (np.asarray(ijk, dtype=np.float64) + 0.5) * np.asarray(spacing, dtype=np.float64) / target - 0.5
 
 
-def _landmark_channel(name: str) -> Optional[int]:
+def _landmark_channel(name: str) -> Tuple[Optional[int], str]:
+    """Point label -> (channel, ear suffix "R"/"L"/"")."""
     n = re.sub(r"[\s\-]+", "_", str(name).strip().lower())
-    n = re.sub(r"_(r|l|right|left)$", "", n)
+    m = re.search(r"_(r|l|right|left)$", n)
+    ear = m.group(1)[0].upper() if m else ""
+    n = n[:m.start()] if m else n
     for c, lm in enumerate(LANDMARKS):
         if n == lm:
-            return c
-    return None
+            return c, ear
+    return None, ear
 
 
-def read_markups(path: str, affine: np.ndarray) -> List[Tuple[int, np.ndarray]]:
-    """3D Slicer .mrk.json -> [(channel, voxel (i, j, k) in the image grid)]."""
+def read_markups(path: str, affine: np.ndarray) -> List[Tuple[int, np.ndarray, str]]:
+    """3D Slicer .mrk.json -> [(channel, voxel (i, j, k) in the image grid, ear)]."""
     try:
         with open(path) as f:
             doc = json.load(f)
@@ -118,29 +121,33 @@ def read_markups(path: str, affine: np.ndarray) -> List[Tuple[int, np.ndarray]]:
         if system not in ("LPS", "RAS"):
             raise DatasetError(f"{path}: coordinateSystem {system!r}, want LPS or RAS")
         for p in m.get("controlPoints", []):
-            c = _landmark_channel(p.get("label", ""))
+            c, ear = _landmark_channel(p.get("label", ""))
             pos = p.get("position")
             if c is None or not isinstance(pos, list) or len(pos) != 3:
                 continue
             x = np.asarray(pos, dtype=np.float64)
             if system == "LPS":
                 x = x * np.array([-1.0, -1.0, 1.0])  # NIfTI affines map to RAS
-            out.append((c, (inv @ np.append(x, 1.0))[:3]))
+            out.append((c, (inv @ np.append(x, 1.0))[:3], ear))
     return out
 
 
-def read_case_json_landmarks(path: str) -> List[Tuple[int, np.ndarray]]:
+def read_case_json_landmarks(path: str) -> List[Tuple[int, np.ndarray, str]]:
     """Fallback when no markups file exists: case.json's per-ear voxels."""
-    with open(path) as f:
-        doc = json.load(f)
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{path}: {e}") from e
     out = []
-    for ear in doc.get("ears", []) or []:
+    for n, ear in enumerate(doc.get("ears", []) or []):
+        side = str(ear.get("laterality", ear.get("side", n))) if isinstance(ear, dict) else str(n)
         lms = ear.get("landmarks", {}) if isinstance(ear, dict) else {}
         items = lms.items() if isinstance(lms, dict) else [(x.get("name", ""), x) for x in lms]
         for name, v in items:
-            c = _landmark_channel(name)
+            c, _ = _landmark_channel(name)
             if c is not None and isinstance(v, dict) and "voxel" in v:
-                out.append((c, np.asarray(v["voxel"], dtype=np.float64)))
+                out.append((c, np.asarray(v["voxel"], dtype=np.float64), side))
     return out
 
 
@@ -161,7 +168,30 @@ class Case:
         return float(self.label.sum()) * self.voxel_mm ** 3
 
 
-def load_case(root: str, case_id: str, voxel_mm: float) -> Case:
+def _read_landmarks(d: str, affine: np.ndarray) -> List[Tuple[int, np.ndarray, str]]:
+    mrk = os.path.join(d, "landmarks.mrk.json")
+    cj = os.path.join(d, "case.json")
+    if os.path.exists(mrk):
+        return read_markups(mrk, affine)
+    if os.path.exists(cj):
+        return read_case_json_landmarks(cj)
+    return []
+
+
+def _make_case(case_id, ct_arr, fg_arr, sp, voxel_mm, lms, offset) -> Case:
+    img = resample_linear(ct_arr, sp, voxel_mm)
+    fg = (resample_linear(fg_arr.astype(np.float32), sp, voxel_mm) >= 0.5).astype(np.uint8)  # thresholded linear
+    pts = np.array([to_resampled_voxel(np.asarray(v) - offset, sp, voxel_mm)[::-1] for _, v, _ in lms],
+                   dtype=np.float64).reshape(-1, 3)
+    chans = np.array([c for c, _, _ in lms], dtype=np.int64)
+    ears = max([int((chans == c).sum()) for c in range(len(LANDMARKS))] + [0])
+    if ears == 0 and fg.any():
+        ears = 1
+    return Case(case_id, np.ascontiguousarray(img.transpose(2, 1, 0)),
+                np.ascontiguousarray(fg.transpose(2, 1, 0)), pts, chans, voxel_mm, ears)
+
+
+def _open_pair(root: str, case_id: str):
     d = os.path.join(root, case_id)
     ct_path, lab_path = os.path.join(d, "ct.nii.gz"), os.path.join(d, "label.nii.gz")
     try:
@@ -173,25 +203,53 @@ def load_case(root: str, case_id: str, voxel_mm: float) -> Case:
         raise DatasetError(f"case {case_id}: ct shape {ct.shape} and label shape {lab.shape} differ or are not 3D")
     if not np.allclose(ct.affine, lab.affine, atol=1e-4):
         raise DatasetError(f"case {case_id}: ct and label affines differ")
+    return d, ct, lab
+
+
+def load_case(root: str, case_id: str, voxel_mm: float) -> Case:
+    """The whole volume of one case, resampled."""
+    d, ct, lab = _open_pair(root, case_id)
+    lms = _read_landmarks(d, ct.affine)
+    return _make_case(case_id, np.asarray(ct.dataobj, dtype=np.float32), np.asarray(lab.dataobj) > 0,
+                      voxel_spacing(ct.affine), voxel_mm, lms, np.zeros(3))
+
+
+def load_case_rois(root: str, case_id: str, voxel_mm: float, roi_mm: float) -> List[Case]:
+    """One Case per ear: a box of roi_mm around the ear's landmarks, cropped
+    before resampling (a whole head resampled to 0.099 mm would not fit in
+    memory). A case without landmarks gives one box around its labelled
+    voxels, or around the volume's centre (negatives). roi_mm <= 0 gives the
+    whole volume. Ears are told apart by the landmark labels' suffixes
+    (_R/_L) or case.json's ear entries."""
+    if roi_mm <= 0:
+        return [load_case(root, case_id, voxel_mm)]
+    d, ct, lab = _open_pair(root, case_id)
+    lms = _read_landmarks(d, ct.affine)
     sp = voxel_spacing(ct.affine)
-    img = resample_linear(np.asarray(ct.dataobj, dtype=np.float32), sp, voxel_mm)
-    fg = (np.asarray(lab.dataobj) > 0).astype(np.float32)
-    fg = (resample_linear(fg, sp, voxel_mm) >= 0.5).astype(np.uint8)  # thresholded linear
-    mrk = os.path.join(d, "landmarks.mrk.json")
-    cj = os.path.join(d, "case.json")
-    if os.path.exists(mrk):
-        lms = read_markups(mrk, ct.affine)
-    elif os.path.exists(cj):
-        lms = read_case_json_landmarks(cj)
-    else:
-        lms = []
-    pts = np.array([to_resampled_voxel(v, sp, voxel_mm)[::-1] for _, v in lms], dtype=np.float64).reshape(-1, 3)
-    chans = np.array([c for c, _ in lms], dtype=np.int64)
-    ears = max([int((chans == c).sum()) for c in range(len(LANDMARKS))] + [0])
-    if ears == 0 and fg.any():
-        ears = 1
-    return Case(case_id, np.ascontiguousarray(img.transpose(2, 1, 0)),
-                np.ascontiguousarray(fg.transpose(2, 1, 0)), pts, chans, voxel_mm, ears)
+    shape = np.asarray(ct.shape[:3])
+    groups: Dict[str, list] = {}
+    for item in lms:
+        groups.setdefault(item[2], []).append(item)
+    centres: List[Tuple[str, np.ndarray]] = []
+    for ear, items in sorted(groups.items()):
+        centres.append((ear, np.mean([np.asarray(v) for _, v, _ in items], axis=0)))
+    if not centres:
+        labd = np.asarray(lab.dataobj)
+        nz = np.argwhere(labd > 0)
+        centres.append(("", nz.mean(axis=0) if len(nz) else (shape - 1) / 2.0))
+    half = roi_mm / 2.0 / sp
+    out = []
+    for ear, c in centres:
+        lo = np.clip(np.floor(c - half).astype(np.int64), 0, shape)
+        hi = np.clip(np.ceil(c + half).astype(np.int64) + 1, 0, shape)
+        if np.any(hi - lo < 2):
+            raise DatasetError(f"case {case_id}: ear {ear or '?'} lies outside the volume")
+        sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        ct_arr = np.asarray(ct.dataobj[sl], dtype=np.float32)
+        fg_arr = np.asarray(lab.dataobj[sl]) > 0
+        mine = [x for x in lms if x[2] == ear] if lms else []
+        out.append(_make_case(f"{case_id}/{ear}" if ear else case_id, ct_arr, fg_arr, sp, voxel_mm, mine, lo))
+    return out
 
 
 @dataclasses.dataclass
@@ -240,13 +298,15 @@ def compute_normalization(images: Sequence[np.ndarray], low: float = 0.01, high:
 
 
 class CaseStore:
-    """Loads and resamples cases once, caching them as .npy files so that a
-    training run (and its resumption) maps them from disk instead of holding
-    a whole real dataset in memory."""
+    """Loads, crops and resamples cases once, caching them as .npy files so
+    that a training run (and its resumption) maps them from disk instead of
+    holding a whole real dataset in memory. load() returns one Case per ear
+    (see load_case_rois)."""
 
-    def __init__(self, root: str, voxel_mm: float, cache_dir: Optional[str] = None):
+    def __init__(self, root: str, voxel_mm: float, cache_dir: Optional[str] = None, roi_mm: float = 0.0):
         self.root = root
         self.voxel_mm = voxel_mm
+        self.roi_mm = roi_mm
         self.cache_dir = cache_dir
         self.index = read_dataset_index(root)
 
@@ -260,26 +320,28 @@ class CaseStore:
             if os.path.exists(p):
                 st = os.stat(p)
                 h.update(f"{name}:{st.st_size}:{int(st.st_mtime)}".encode())
-        h.update(f"{self.voxel_mm:.6f}".encode())
+        h.update(f"{self.voxel_mm:.6f}:{self.roi_mm:.3f}:v2".encode())
         return h.hexdigest()[:16]
 
-    def load(self, case_id: str) -> Case:
+    def load(self, case_id: str) -> List[Case]:
         if not self.cache_dir:
-            return load_case(self.root, case_id, self.voxel_mm)
+            return load_case_rois(self.root, case_id, self.voxel_mm, self.roi_mm)
         base = os.path.join(self.cache_dir, f"{re.sub(r'[^A-Za-z0-9_.-]', '_', case_id)}-{self._cache_key(case_id)}")
         if os.path.exists(base + ".json"):
             with open(base + ".json") as f:
                 meta = json.load(f)
-            return Case(case_id, np.load(base + ".image.npy", mmap_mode="r"),
-                        np.load(base + ".label.npy", mmap_mode="r"),
-                        np.asarray(meta["points"], dtype=np.float64).reshape(-1, 3),
-                        np.asarray(meta["channels"], dtype=np.int64), meta["voxel_mm"], meta["ears"])
-        c = load_case(self.root, case_id, self.voxel_mm)
+            return [Case(m["case_id"], np.load(f"{base}.{n}.image.npy", mmap_mode="r"),
+                         np.load(f"{base}.{n}.label.npy", mmap_mode="r"),
+                         np.asarray(m["points"], dtype=np.float64).reshape(-1, 3),
+                         np.asarray(m["channels"], dtype=np.int64), m["voxel_mm"], m["ears"])
+                    for n, m in enumerate(meta["rois"])]
+        cases = load_case_rois(self.root, case_id, self.voxel_mm, self.roi_mm)
         os.makedirs(self.cache_dir, exist_ok=True)
-        np.save(base + ".image.npy", c.image)
-        np.save(base + ".label.npy", c.label)
+        for n, c in enumerate(cases):
+            np.save(f"{base}.{n}.image.npy", c.image)
+            np.save(f"{base}.{n}.label.npy", c.label)
         with open(base + ".json.tmp", "w") as f:
-            json.dump({"points": c.points.tolist(), "channels": c.channels.tolist(),
-                       "voxel_mm": c.voxel_mm, "ears": c.ears}, f)
+            json.dump({"rois": [{"case_id": c.case_id, "points": c.points.tolist(), "channels": c.channels.tolist(),
+                                 "voxel_mm": c.voxel_mm, "ears": c.ears} for c in cases]}, f)
         os.replace(base + ".json.tmp", base + ".json")
         return self.load(case_id)

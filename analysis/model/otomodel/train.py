@@ -37,6 +37,7 @@ class TrainConfig:
     attention: bool = True
     deep_supervision: bool = True
     voxel_mm: float = 0.099
+    roi_mm: float = 20.0         # box per ear cropped before resampling (0: whole volume)
     chunk: int = 64              # training chunk edge (voxels)
     batch: int = 2
     accumulate: int = 15         # the paper's best setting
@@ -174,7 +175,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.device = select_device(cfg.device)
         seed_everything(cfg.seed)
-        self.store = CaseStore(cfg.data, cfg.voxel_mm, os.path.join(cfg.out, "cache"))
+        self.store = CaseStore(cfg.data, cfg.voxel_mm, os.path.join(cfg.out, "cache"), cfg.roi_mm)
         ncfg = cfg.network_config()
         if cfg.chunk % ncfg.spatial_multiple:
             raise ValueError(f"chunk {cfg.chunk} must be divisible by {ncfg.spatial_multiple}")
@@ -184,10 +185,10 @@ class Trainer:
             raise ValueError(f"{cfg.data}: the train split is empty")
         self.train_cases = []
         for n, cid in enumerate(train_ids, 1):
-            self.train_cases.append(self.store.load(cid))
+            self.train_cases.extend(self.store.load(cid))
             _progress(f"loading training cases {n}/{len(train_ids)} ({cid})")
-        self.val_cases = [self.store.load(cid) for cid in val_ids]
-        _progress(f"loaded {len(self.train_cases)} training and {len(self.val_cases)} validation cases "
+        self.val_cases = [c for cid in val_ids for c in self.store.load(cid)]
+        _progress(f"loaded {len(self.train_cases)} training and {len(self.val_cases)} validation regions "
                   f"in {time.time() - t0:.1f} s")
         self.net = BiHeadedUNet(ncfg).to(self.device)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,

@@ -101,8 +101,49 @@ def test_case_store_cache(tmp_path):
     ids = write_dataset(str(data), n_train=2, n_val=1, n_neg=1)
     store = CaseStore(str(data), 0.2, cache_dir=str(tmp_path / "cache"))
     assert store.ids("train") == ids["train"] and store.ids("test") == []
-    first = store.load(ids["train"][0])
-    again = store.load(ids["train"][0])   # now from the cache, memory-mapped
+    [first] = store.load(ids["train"][0])
+    [again] = store.load(ids["train"][0])   # now from the cache, memory-mapped
     assert isinstance(again.image, np.memmap)
     assert np.array_equal(first.image, again.image) and np.array_equal(first.points, again.points)
     assert len(os.listdir(tmp_path / "cache")) == 3
+
+
+def _bilateral(root):
+    """Two balls far apart with landmarks suffixed _R and _L."""
+    vr = write_case(root, "bi", shape=(60, 20, 16), spacing=(0.3, 0.3, 0.3), centre=(12.0, 9.0, 8.0), radius=3.0)
+    ct, lab = [nib.load(os.path.join(root, "bi", n)) for n in ("ct.nii.gz", "label.nii.gz")]
+    c = np.asarray(ct.dataobj).copy()
+    l = np.asarray(lab.dataobj).copy()
+    c[36:, :, :] = c[12:36, :, :]   # a copy of the right ear's slab, 36 voxels along i
+    idx = np.indices(l.shape)
+    ball = np.sqrt((idx[0] - 48.0) ** 2 + (idx[1] - 9.0) ** 2 + (idx[2] - 8.0) ** 2) <= 3.0
+    l[ball] = 2
+    c[ball] = 20.0
+    nib.save(nib.Nifti1Image(c, ct.affine), os.path.join(root, "bi", "ct.nii.gz"))
+    nib.save(nib.Nifti1Image(l, ct.affine), os.path.join(root, "bi", "label.nii.gz"))
+    p = os.path.join(root, "bi", "landmarks.mrk.json")
+    doc = json.load(open(p))
+    pts = doc["markups"][0]["controlPoints"]
+    for cp in list(pts):
+        q = dict(cp, label=cp["label"].replace("_R", "_L"))
+        x, y, z = cp["position"]
+        q["position"] = [x + 36 * 0.3, y, z]   # RAS x = -0.3 i + 12, so LPS x = 0.3 i - 12
+        pts.append(q)
+    json.dump(doc, open(p, "w"))
+    return vr
+
+
+def test_rois_one_per_ear(tmp_path):
+    from otomodel.data import load_case_rois
+    _bilateral(str(tmp_path))
+    whole = load_case_rois(str(tmp_path), "bi", 0.15, 0.0)
+    assert len(whole) == 1 and len(whole[0].points) == 6 and whole[0].ears == 2
+    rois = load_case_rois(str(tmp_path), "bi", 0.15, roi_mm=4.0)
+    assert [r.case_id for r in rois] == ["bi/L", "bi/R"]
+    for r in rois:
+        assert r.ears == 1 and list(r.channels) == [0, 1, 2]
+        # A 4 mm box along i (the other axes are clipped by the small volume).
+        assert 4.0 <= r.image.shape[2] * 0.15 <= 5.0
+        for p in r.points:
+            assert r.label[tuple(np.rint(p).astype(int))] == 1   # each ear's landmarks hit its own ball
+        assert 0.5 * 4 / 3 * np.pi * 0.9 ** 3 < r.foreground_volume_mm3() < 1.5 * 4 / 3 * np.pi * 0.9 ** 3
