@@ -108,6 +108,9 @@ type testCase struct {
 	ears       []analysis.Laterality
 	structures []Structure
 	notForDiag bool
+	// shared puts both ears' labels in one volume, as the phantom
+	// generator's bilateral label is; each Ear.Label points at it.
+	shared bool
 }
 
 var axial = [6]float64{1, 0, 0, 0, 1, 0}
@@ -120,6 +123,8 @@ type builtCase struct {
 	res    *analysis.Result
 	writer *Writer
 	extras *Extras
+	truth  map[analysis.Laterality]*volume.Volume[uint8] // each ear's own voxels
+	spec   ctSpec
 }
 
 // build writes the CT and makes a result whose labels have a known,
@@ -145,6 +150,7 @@ func (tc testCase) build(t *testing.T) *builtCase {
 		},
 	}
 	ext := &Extras{VolumeSpreadMM3: map[analysis.Laterality]float64{}}
+	truth := make(map[analysis.Laterality]*volume.Volume[uint8])
 	for ei, lat := range tc.ears {
 		lab := volume.New[uint8](g)
 		// Ear centre: right ear on the image's left half (patient right is
@@ -186,7 +192,21 @@ func (tc testCase) build(t *testing.T) *builtCase {
 			ear.Landmarks = append(ear.Landmarks, analysis.Landmark{Name: name, Voxel: v, PatientMM: g.Affine.Apply(v), Peak: 0.9})
 		}
 		ext.VolumeSpreadMM3[lat] = 1.25 + float64(ei)
+		truth[lat] = lab
 		res.Ears = append(res.Ears, ear)
+	}
+	if tc.shared {
+		both := volume.New[uint8](g)
+		for _, lab := range truth {
+			for i, v := range lab.Data {
+				if v != 0 {
+					both.Data[i] = v
+				}
+			}
+		}
+		for i := range res.Ears {
+			res.Ears[i].Label = both
+		}
 	}
 	w := &Writer{
 		UIDs:       HashUIDs{Seed: src.SeriesInstanceUID + "|rev1|" + res.Model.SHA256},
@@ -194,12 +214,13 @@ func (tc testCase) build(t *testing.T) *builtCase {
 		Equipment:  Equipment{Manufacturer: "otonode", ModelName: "otonode node", DeviceSerialNumber: "test-1", SoftwareVersions: "0.1.0"},
 		Structures: tc.structures,
 	}
-	return &builtCase{dir: dir, paths: paths, src: src, res: res, writer: w, extras: ext}
+	return &builtCase{dir: dir, paths: paths, src: src, res: res, writer: w, extras: ext, truth: truth, spec: tc.spec}
 }
 
 var cases = []testCase{
 	{name: "bilateral 30x30", spec: ctSpec{rows: 30, cols: 30, slices: 12, iop: axial, spacing: [2]float64{0.4, 0.4}, sliceStep: 0.5, origin: [3]float64{-6, -5.5, 20}, patientName: "Müller^Jürgen"}, ears: []analysis.Laterality{analysis.Right, analysis.Left}, notForDiag: true},
 	{name: "right 29x31 oblique", spec: ctSpec{rows: 29, cols: 31, slices: 9, iop: [6]float64{1, 0, 0, 0, math.Cos(0.3), -math.Sin(0.3)}, spacing: [2]float64{0.3, 0.35}, sliceStep: 0.6, origin: [3]float64{10.25, -3, -40}, patientName: "Doe^Jane"}, ears: []analysis.Laterality{analysis.Right}},
+	{name: "bilateral shared label 30x30", spec: ctSpec{rows: 30, cols: 30, slices: 12, iop: axial, spacing: [2]float64{1.2, 1.2}, sliceStep: 1, origin: [3]float64{-18, -15, 30}, patientName: "Shared^Label"}, ears: []analysis.Laterality{analysis.Left, analysis.Right}, shared: true},
 	{name: "left per-structure 24x24", spec: ctSpec{rows: 24, cols: 24, slices: 10, iop: axial, spacing: [2]float64{0.5, 0.5}, sliceStep: 0.5, origin: [3]float64{0, 0, 0}, patientName: "Roe^Richard"}, ears: []analysis.Laterality{analysis.Left, analysis.Right}, structures: PerStructure(), notForDiag: true},
 }
 

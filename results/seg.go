@@ -158,7 +158,13 @@ func checkModel(m analysis.Model) error {
 type segmentPlan struct {
 	Segment
 	ear    *analysis.Ear
-	planes []int // label planes k in frame order
+	side   func(idx int) bool // whether a voxel belongs to this ear
+	planes []int              // label planes k in frame order
+}
+
+// contains reports whether voxel idx of the ear's label is in the segment.
+func (p *segmentPlan) contains(idx int) bool {
+	return p.Structure.contains(p.ear.Label.Data[idx]) && p.side(idx)
 }
 
 // planSegments finds the segments and their frames. Frames are ordered by
@@ -169,6 +175,10 @@ func (w *Writer) planSegments(src *Source, res *analysis.Result) ([]segmentPlan,
 		return nil, nil, fmt.Errorf("%w: no ear analysed (status %q)", ErrResult, res.Status)
 	}
 	rank := positionRank(src)
+	sides, err := earSides(res)
+	if err != nil {
+		return nil, nil, err
+	}
 	var plans []segmentPlan
 	var kToSlice []int
 	for ei := range res.Ears {
@@ -194,10 +204,11 @@ func (w *Writer) planSegments(src *Source, res *analysis.Result) ([]segmentPlan,
 		}
 		plane := ear.Label.Size[0] * ear.Label.Size[1]
 		for _, st := range w.structures() {
+			p := segmentPlan{Segment: Segment{Structure: st}, ear: ear, side: sides[ei]}
 			first, last, voxels := -1, -1, 0
 			for k := 0; k < ear.Label.Size[2]; k++ {
-				for _, v := range ear.Label.Data[k*plane : (k+1)*plane] {
-					if st.contains(v) {
+				for idx := k * plane; idx < (k+1)*plane; idx++ {
+					if p.contains(idx) {
 						voxels++
 						if first < 0 || rank[ks[k]] < rank[ks[first]] {
 							first = k
@@ -220,19 +231,17 @@ func (w *Writer) planSegments(src *Source, res *analysis.Result) ([]segmentPlan,
 			sort.Slice(planes, func(a, b int) bool { return rank[ks[planes[a]]] < rank[ks[planes[b]]] })
 			n := len(plans) + 1
 			label := strings.ToUpper(lateralityWord(ear.Laterality)[:1]) + lateralityWord(ear.Laterality)[1:] + " " + st.Name
-			plans = append(plans, segmentPlan{
-				Segment: Segment{
-					Number:      n,
-					Laterality:  ear.Laterality,
-					Structure:   st,
-					Label:       lo(label),
-					TrackingUID: w.UIDs.UID(fmt.Sprintf("seg.tracking.%d", n)),
-					Voxels:      voxels,
-					Frames:      len(planes),
-				},
-				ear:    ear,
-				planes: planes,
-			})
+			p.Segment = Segment{
+				Number:      n,
+				Laterality:  ear.Laterality,
+				Structure:   st,
+				Label:       lo(label),
+				TrackingUID: w.UIDs.UID(fmt.Sprintf("seg.tracking.%d", n)),
+				Voxels:      voxels,
+				Frames:      len(planes),
+			}
+			p.planes = planes
+			plans = append(plans, p)
 		}
 	}
 	return plans, kToSlice, nil
@@ -386,16 +395,16 @@ func (w *Writer) SEG(src *Source, res *analysis.Result) (*SEG, error) {
 	// Per-frame functional groups and pixel data.
 	perFrame := make([]dataSet, 0, nframes)
 	type frameRef struct {
-		ear *analysis.Ear
-		st  Structure
-		k   int
+		plan *segmentPlan
+		k    int
 	}
 	frames := make([]frameRef, 0, nframes)
-	for _, p := range plans {
+	for pi := range plans {
+		p := &plans[pi]
 		for _, k := range p.planes {
 			sl := src.Slices[kToSlice[k]]
 			perFrame = append(perFrame, frameItem(sl, p.Number, rank[kToSlice[k]]+1))
-			frames = append(frames, frameRef{p.ear, p.Structure, k})
+			frames = append(frames, frameRef{p, k})
 		}
 	}
 	d.seq(tag.PerFrameFunctionalGroupsSequence, perFrame...)
@@ -404,7 +413,7 @@ func (w *Writer) SEG(src *Source, res *analysis.Result) (*SEG, error) {
 	plane := src.Rows * src.Columns
 	pixels := packBits(nframes*plane, func(i int) bool {
 		f := frames[i/plane]
-		return f.st.contains(f.ear.Label.Data[f.k*plane+i%plane])
+		return f.plan.contains(f.k*plane + i%plane)
 	})
 	d.setVR(tag.PixelData, "OB", pixels)
 

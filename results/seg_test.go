@@ -98,18 +98,13 @@ func TestSEGDecodesToLabel(t *testing.T) {
 				}
 			}
 			for _, s := range seg.Segments {
-				var ear *analysis.Ear
-				for i := range bc.res.Ears {
-					if bc.res.Ears[i].Laterality == s.Laterality {
-						ear = &bc.res.Ears[i]
-					}
-				}
+				truth := bc.truth[s.Laterality]
 				v := got[s.Number]
 				if v == nil {
 					t.Fatalf("segment %d has no frames", s.Number)
 				}
 				diff := 0
-				for i, x := range ear.Label.Data {
+				for i, x := range truth.Data {
 					want := uint8(0)
 					if s.Structure.contains(x) {
 						want = 1
@@ -150,8 +145,8 @@ func checkSEGStructure(t *testing.T, bc *builtCase, seg *SEG, meta, ds node) {
 	if ds.str(tag.SpecificCharacterSet) != "ISO_IR 192" {
 		t.Errorf("SpecificCharacterSet %q", ds.str(tag.SpecificCharacterSet))
 	}
-	if ds.str(tag.PatientName) != bc.spec().patientName {
-		t.Errorf("PatientName %q, want %q", ds.str(tag.PatientName), bc.spec().patientName)
+	if ds.str(tag.PatientName) != bc.spec.patientName {
+		t.Errorf("PatientName %q, want %q", ds.str(tag.PatientName), bc.spec.patientName)
 	}
 	if ds.str(tag.FrameOfReferenceUID) != bc.src.FrameOfReferenceUID || ds.str(tag.StudyInstanceUID) != bc.src.StudyInstanceUID {
 		t.Error("SEG not in the source's study and frame of reference")
@@ -271,14 +266,6 @@ func checkSEGStructure(t *testing.T, bc *builtCase, seg *SEG, meta, ds node) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-func (bc *builtCase) spec() ctSpec {
-	for _, tc := range cases {
-		if tc.spec.rows == bc.src.Rows && tc.spec.cols == bc.src.Columns && tc.spec.slices == len(bc.src.Slices) {
-			return tc.spec
-		}
-	}
-	return ctSpec{}
-}
 
 func TestSEGRejectsBadInput(t *testing.T) {
 	bc := cases[0].build(t)
