@@ -266,7 +266,6 @@ func checkSEGStructure(t *testing.T, bc *builtCase, seg *SEG, meta, ds node) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-
 func TestSEGRejectsBadInput(t *testing.T) {
 	bc := cases[0].build(t)
 	other := cases[1].build(t)
