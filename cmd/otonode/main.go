@@ -33,6 +33,8 @@ func commands() []command {
 	cmds := []command{
 		// One line per subcommand; keep this list free of logic.
 		{name: "version", summary: "print the version", run: runVersion},
+		{name: "echo", summary: "verify a DICOM peer with C-ECHO", run: runEcho},
+		{name: "push", summary: "send DICOM files and folders by C-STORE", run: runPush},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
