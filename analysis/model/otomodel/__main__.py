@@ -34,7 +34,8 @@ def _train(a) -> int:
     trainer = Trainer(cfg, command=["python3", "-m", "otomodel"] + sys.argv[1:])
     last = trainer.run()
     if a.export and trainer.iteration >= cfg.iterations:
-        export_checkpoint(os.path.join(a.out, "best.pt"), a.out, name=a.name)
+        export_checkpoint(os.path.join(a.out, "best.pt"), a.out, name=a.name, calibrate=a.calibrate,
+                          calibrate_window=a.calibrate_window or None)
     print(json.dumps(last))
     return 0
 
@@ -42,7 +43,8 @@ def _train(a) -> int:
 def _export(a) -> int:
     from .export import export_checkpoint
 
-    export_checkpoint(a.checkpoint, a.out, name=a.name, window=a.window, overlap=a.overlap)
+    export_checkpoint(a.checkpoint, a.out, name=a.name, window=a.window, overlap=a.overlap,
+                      calibrate=a.calibrate, calibrate_data=a.data, calibrate_window=a.calibrate_window or None)
     return 0
 
 
@@ -103,6 +105,9 @@ def main(argv=None) -> int:
     t.add_argument("--overlap", type=int, default=25, help="inference overlap for the manifest")
     t.add_argument("--export", type=_bool, default=True, help="export OUT/model.onnx when the run completes")
     t.add_argument("--name", default="otonode-inner-ear-phantom")
+    t.add_argument("--calibrate", type=_bool, default=True,
+                   help="calibrate the uncertainty flag threshold by TTA on the validation cases at export")
+    t.add_argument("--calibrate-window", type=int, default=0, help="TTA window for calibration (0: the training chunk)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("export", help="checkpoint -> ONNX + manifest")
@@ -111,6 +116,9 @@ def main(argv=None) -> int:
     e.add_argument("--name", default="otonode-inner-ear-phantom")
     e.add_argument("--window", type=int, default=0)
     e.add_argument("--overlap", type=int, default=None)
+    e.add_argument("--calibrate", type=_bool, default=True)
+    e.add_argument("--calibrate-window", type=int, default=0)
+    e.add_argument("--data", default=None, help="dataset for calibration (default: the one trained on)")
     e.set_defaults(func=_export)
 
     b = sub.add_parser("bench", help="PyTorch CPU time of one forward pass")

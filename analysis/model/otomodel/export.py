@@ -59,10 +59,9 @@ def build_manifest(state: dict, onnx_path: str, *, name: str, window: int, overl
     tc = state.get("train_config", {})
     mult = 2 ** (len(net_cfg["widths"]) - 1)
     net = load_network(state)
-    unc = {"score": ("mean over voxels of the voxel-wise standard deviation of the sigmoid probability "
-                     "across the TTA passes, taken over the predicted structure (mean probability >= "
-                     "threshold) dilated by margin_mm"),
-           "margin_mm": 1.0, "flag_threshold": None, "calibration": None}
+    from .infer import SCORE_DEFINITION
+
+    unc = {"score": SCORE_DEFINITION, "margin_mm": 1.0, "flag_threshold": None, "calibration": None}
     if uncertainty:
         unc.update(uncertainty)
     pv = state.get("plausible_volume") or {}
@@ -112,13 +111,38 @@ def build_manifest(state: dict, onnx_path: str, *, name: str, window: int, overl
     }
 
 
+def calibrate_uncertainty(state: dict, data: Optional[str] = None, window: Optional[int] = None,
+                          margin_mm: float = 1.0, threshold: float = 0.5) -> Optional[dict]:
+    """TTA on the validation split of the training data (or of `data`);
+    None when there is no validation case."""
+    from .data import CaseStore, Normalization
+    from .infer import calibrate
+
+    tc = state.get("train_config", {})
+    data = data or tc.get("data")
+    if not data or not os.path.exists(os.path.join(data, "dataset.json")):
+        return None
+    store = CaseStore(data, float(tc.get("voxel_mm", 0.099)), None, float(tc.get("roi_mm", 0.0)))
+    cases = [c for cid in store.ids("validation") for c in store.load(cid)]
+    if not any(c.label.any() for c in cases):
+        return None
+    net = load_network(state)
+    window = window or int(tc.get("chunk", 64))
+    return calibrate(net, cases, Normalization.from_dict(state["normalization"]), threshold, margin_mm, window)
+
+
 def export_checkpoint(checkpoint: str, out_dir: str, name: str = "otonode-inner-ear",
                       window: Optional[int] = None, overlap: Optional[int] = None,
-                      uncertainty: Optional[dict] = None, onnx_name: str = "model.onnx") -> str:
+                      uncertainty: Optional[dict] = None, onnx_name: str = "model.onnx",
+                      calibrate_data: Optional[str] = None, calibrate: bool = False,
+                      calibrate_window: Optional[int] = None) -> str:
     """checkpoint (best.pt or checkpoint.pt) -> out_dir/model.onnx + model.json.
-    Returns the manifest's path."""
+    With calibrate, the uncertainty flag threshold comes from TTA on the
+    validation cases. Returns the manifest's path."""
     state = torch.load(checkpoint, map_location="cpu")
     tc = state.get("train_config", {})
+    if calibrate and uncertainty is None:
+        uncertainty = calibrate_uncertainty(state, calibrate_data, calibrate_window)
     window = window or int(tc.get("window", 128))
     overlap = overlap if overlap is not None else int(tc.get("overlap", 25))
     os.makedirs(out_dir, exist_ok=True)

@@ -72,9 +72,12 @@ def test_export_and_manifest(dataset, tmp_path):
     out = str(tmp_path / "run")
     t = Trainer(_cfg(dataset, out, iterations=4), command=["python3", "-m", "otomodel", "train"])
     t.run()
-    man_path = export_checkpoint(os.path.join(out, "best.pt"), out)
+    man_path = export_checkpoint(os.path.join(out, "best.pt"), out, calibrate=True, calibrate_window=16)
     m = json.load(open(man_path))
     validate(m)
+    cal = m["uncertainty"]["calibration"]
+    assert [r["case"] for r in cal["cases"]] == ["case-003/R"]
+    assert m["uncertainty"]["flag_threshold"] is None or m["uncertainty"]["flag_threshold"] > cal["cases"][0]["score"]
     onnx_path = os.path.join(out, m["onnx"]["file"])
     assert m["onnx"]["sha256"] == sha256_file(onnx_path) and m["onnx"]["bytes"] == os.path.getsize(onnx_path)
     assert m["trained_on_synthetic_phantoms"] is True
