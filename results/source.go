@@ -1,10 +1,13 @@
 package results
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,15 +148,38 @@ func ReadSource(ctx context.Context, paths []string) (*Source, error) {
 	return src, nil
 }
 
-// parseHeader parses one file without its pixel data. The library panics on
-// some malformed input, so the panic becomes an error here.
+// maxSourceFile bounds the size of a source file read into memory.
+const maxSourceFile = 1 << 30
+
+// parseHeader parses one file without its pixel data, after checkStructure
+// has vetted its lengths. The library also panics on some malformed input;
+// the panic becomes an error here.
 func parseHeader(path string) (ds dicom.Dataset, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ds, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ds, err
+	}
+	if fi.Size() > maxSourceFile {
+		return ds, fmt.Errorf("file of %d bytes is larger than a CT slice can be", fi.Size())
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return ds, err
+	}
+	if err := checkStructure(b); err != nil {
+		return ds, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("DICOM parser panic: %v", r)
 		}
 	}()
-	return dicom.ParseFile(path, nil, dicom.SkipPixelData())
+	return dicom.Parse(bytes.NewReader(b), int64(len(b)), nil, dicom.SkipPixelData())
 }
 
 func sameSeries(a, b *Source) error {
