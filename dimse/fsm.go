@@ -1,6 +1,7 @@
 package dimse
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 // to the caller rather than queued.
 type machine struct {
 	conn      net.Conn
+	br        *bufio.Reader // reads conn; PDU headers would otherwise cost a system call each
 	state     state
 	requestor bool
 
@@ -172,7 +174,10 @@ func (m *machine) signal(e event, p PDU) (PDU, error) {
 // (invalid PDU). receive returns the indication the action issues.
 func (m *machine) receive() (PDU, error) {
 	m.setReadDeadline()
-	p, err := readPDU(m.conn, &m.rbuf, m.maxRecv)
+	if m.br == nil {
+		m.br = bufio.NewReaderSize(m.conn, 64<<10)
+	}
+	p, err := readPDU(m.br, &m.rbuf, m.maxRecv)
 	if err != nil {
 		var ne net.Error
 		switch {

@@ -137,7 +137,7 @@ func copyFile(t *testing.T, src, dst string) {
 }
 
 // freePort returns a port that was free a moment ago on 127.0.0.1.
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := netListen()
 	if err != nil {
