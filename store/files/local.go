@@ -415,8 +415,35 @@ func (l *Local) checkLocation(loc string) error {
 	return nil
 }
 
+// Reader reads a stored instance file.
+type Reader interface {
+	io.Reader
+	io.ReaderAt
+	io.Closer
+}
+
+// Locator reads the header of a staged instance (its data set starts at
+// offset, the file has size bytes) and names the study and series it
+// belongs to, or returns an error that refuses it.
+type Locator func(r io.ReaderAt, offset, size int64) (studyUID, seriesUID string, err error)
+
+// Put is Stage, locate, Commit: the whole durable write of one instance.
+// Whatever fails, no staging file remains.
+func (l *Local) Put(ctx context.Context, r io.Reader, m Meta, locate Locator) (Stored, error) {
+	s, err := l.Stage(ctx, r, m)
+	if err != nil {
+		return Stored{}, err
+	}
+	defer s.Discard()
+	study, series, err := locate(s, s.dataOffset, s.size)
+	if err != nil {
+		return Stored{}, err
+	}
+	return l.Commit(ctx, s, study, series)
+}
+
 // Open opens a stored instance file for reading.
-func (l *Local) Open(ctx context.Context, loc string) (File, error) {
+func (l *Local) Open(ctx context.Context, loc string) (Reader, error) {
 	if err := l.checkLocation(loc); err != nil {
 		return nil, err
 	}
