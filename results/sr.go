@@ -383,3 +383,16 @@ func qualitativeEvaluations(res *analysis.Result) dataSet {
 	}
 	return containerItem("CONTAINS", codeQualitative, "", items...)
 }
+
+// Write writes the SEG and the SR of one analysis.
+func (w *Writer) Write(src *Source, res *analysis.Result, x *Extras) (*SEG, *SR, error) {
+	seg, err := w.SEG(src, res)
+	if err != nil {
+		return nil, nil, err
+	}
+	sr, err := w.SR(src, res, seg, x)
+	if err != nil {
+		return nil, nil, err
+	}
+	return seg, sr, nil
+}

@@ -14,11 +14,7 @@ import (
 // writeObjects writes the SEG and SR of a case beside its CT files.
 func writeObjects(t *testing.T, bc *builtCase) (segPath, srPath string, seg *SEG, sr *SR) {
 	t.Helper()
-	seg, err := bc.writer.SEG(bc.src, bc.res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sr, err = bc.writer.SR(bc.src, bc.res, seg, bc.extras)
+	seg, sr, err := bc.writer.Write(bc.src, bc.res, bc.extras)
 	if err != nil {
 		t.Fatal(err)
 	}
