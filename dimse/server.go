@@ -134,7 +134,7 @@ func (s *Server) Serve(l net.Listener) error {
 				return ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporary) {
+			if errors.As(err, &ne) && ne.Timeout() {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
@@ -163,8 +163,6 @@ func (s *Server) Serve(l net.Listener) error {
 		}()
 	}
 }
-
-var errTemporary = errors.New("temporary")
 
 // Shutdown stops accepting, lets running associations finish (their
 // requestors release them) and returns when none is left, or closes them
