@@ -158,13 +158,13 @@ func checkModel(m analysis.Model) error {
 type segmentPlan struct {
 	Segment
 	ear    *analysis.Ear
-	side   func(idx int) bool // whether a voxel belongs to this ear
+	side   func(idx int) bool // whether a voxel belongs to this ear; nil: all do
 	planes []int              // label planes k in frame order
 }
 
 // contains reports whether voxel idx of the ear's label is in the segment.
 func (p *segmentPlan) contains(idx int) bool {
-	return p.Structure.contains(p.ear.Label.Data[idx]) && p.side(idx)
+	return p.Structure.contains(p.ear.Label.Data[idx]) && (p.side == nil || p.side(idx))
 }
 
 // planSegments finds the segments and their frames. Frames are ordered by
@@ -207,16 +207,21 @@ func (w *Writer) planSegments(src *Source, res *analysis.Result) ([]segmentPlan,
 			p := segmentPlan{Segment: Segment{Structure: st}, ear: ear, side: sides[ei]}
 			first, last, voxels := -1, -1, 0
 			for k := 0; k < ear.Label.Size[2]; k++ {
+				n := 0
 				for idx := k * plane; idx < (k+1)*plane; idx++ {
 					if p.contains(idx) {
-						voxels++
-						if first < 0 || rank[ks[k]] < rank[ks[first]] {
-							first = k
-						}
-						if last < 0 || rank[ks[k]] > rank[ks[last]] {
-							last = k
-						}
+						n++
 					}
+				}
+				if n == 0 {
+					continue
+				}
+				voxels += n
+				if first < 0 || rank[ks[k]] < rank[ks[first]] {
+					first = k
+				}
+				if last < 0 || rank[ks[k]] > rank[ks[last]] {
+					last = k
 				}
 			}
 			if voxels == 0 {
@@ -264,15 +269,25 @@ func positionRank(src *Source) []int {
 	return rank
 }
 
-// packBits packs binary frames as PS3.5 8.1.1 says: row by row, the first
-// pixel in the least significant bit, each frame starting at the bit after
-// the previous one, one zero byte of padding to an even length.
-func packBits(nbits int, bit func(i int) bool) []byte {
+// Binary frames are packed as PS3.5 8.1.1 says: row by row, the first pixel
+// in the least significant bit, each frame starting at the bit after the
+// previous one, one zero byte of padding to an even length.
+
+// packedLen is the length of Pixel Data holding nbits pixels.
+func packedLen(nbits int) int {
 	n := (nbits + 7) / 8
-	out := make([]byte, n+n%2)
+	return n + n%2
+}
+
+// setBit sets pixel i of packed pixel data.
+func setBit(b []byte, i int) { b[i>>3] |= 1 << (i & 7) }
+
+// packBits packs nbits pixels given one at a time.
+func packBits(nbits int, bit func(i int) bool) []byte {
+	out := make([]byte, packedLen(nbits))
 	for i := 0; i < nbits; i++ {
 		if bit(i) {
-			out[i>>3] |= 1 << (i & 7)
+			setBit(out, i)
 		}
 	}
 	return out
@@ -411,10 +426,15 @@ func (w *Writer) SEG(src *Source, res *analysis.Result) (*SEG, error) {
 	d.seq(tag.ReferencedSeriesSequence, referencedSeries(src))
 
 	plane := src.Rows * src.Columns
-	pixels := packBits(nframes*plane, func(i int) bool {
-		f := frames[i/plane]
-		return f.plan.contains(f.k*plane + i%plane)
-	})
+	pixels := make([]byte, packedLen(nframes*plane))
+	for fi, f := range frames {
+		base, bit := f.k*plane, fi*plane
+		for p, v := range f.plan.ear.Label.Data[base : base+plane] {
+			if f.plan.Structure.contains(v) && (f.plan.side == nil || f.plan.side(base+p)) {
+				setBit(pixels, bit+p)
+			}
+		}
+	}
 	d.setVR(tag.PixelData, "OB", pixels)
 
 	file, err := encodeFile(&d, w.implementationClassUID())

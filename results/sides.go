@@ -17,11 +17,7 @@ const minEarGap = 5.0
 // split at the widest gap along the patient's x axis (LPS: right ear at
 // smaller x); ears closer than minEarGap cannot be told apart.
 func earSides(res *analysis.Result) ([]func(int) bool, error) {
-	all := func(int) bool { return true }
-	sides := make([]func(int) bool, len(res.Ears))
-	for i := range sides {
-		sides[i] = all
-	}
+	sides := make([]func(int) bool, len(res.Ears)) // nil: the whole label
 	for a := range res.Ears {
 		for b := a + 1; b < len(res.Ears); b++ {
 			ea, eb := &res.Ears[a], &res.Ears[b]

@@ -122,3 +122,35 @@ func writeCTForFuzz(f *testing.F, dir string) []string {
 	}
 	return []string{p}
 }
+
+// A Latin-1 source is read as UTF-8, which the writers declare as ISO_IR 192.
+func TestReadSourceLatin1(t *testing.T) {
+	var d dataSet
+	d.set(tag.SpecificCharacterSet, "ISO_IR 100")
+	d.set(tag.SOPClassUID, ctImageStorage)
+	d.set(tag.SOPInstanceUID, "1.2.3.4.5")
+	d.set(tag.PatientName, "M\xfcller^J\xfcrgen")
+	d.set(tag.StudyInstanceUID, "1.2.3")
+	d.set(tag.SeriesInstanceUID, "1.2.3.4")
+	d.set(tag.FrameOfReferenceUID, "1.2.3.5")
+	d.set(tag.ImagePositionPatient, []float64{0, 0, 0})
+	d.set(tag.ImageOrientationPatient, axial[:])
+	d.set(tag.PixelSpacing, []float64{0.5, 0.5})
+	d.set(tag.Rows, 2)
+	d.set(tag.Columns, 2)
+	b, err := encodeFile(&d, DefaultImplementationClassUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ct.dcm")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := ReadSource(context.Background(), []string{p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.PatientName != "Müller^Jürgen" {
+		t.Fatalf("PatientName %q", src.PatientName)
+	}
+}
