@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -427,6 +428,42 @@ func BenchmarkStore512KiB(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkStore512KiBParallel stores from several goroutines, as parallel
+// associations do: concurrent fsyncs share journal commits.
+func BenchmarkStore512KiBParallel(b *testing.B) {
+	payload := make([]byte, 512<<10)
+	rand.Read(payload)
+	for _, mode := range []struct {
+		name   string
+		noSync bool
+	}{{"fsync", false}, {"nosync", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			ctx := context.Background()
+			l, err := Open(ctx, b.TempDir(), Options{NoSync: mode.noSync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(payload)))
+			b.SetParallelism(4)
+			var n atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					sop := fmt.Sprintf("1.2.3.98.%d", n.Add(1))
+					s, err := l.Stage(ctx, io.MultiReader(bytes.NewReader(dataSet(sop, "A")), bytes.NewReader(payload)), meta(sop))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := l.Commit(ctx, s, study, series); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 		})
 	}
 }
