@@ -2,6 +2,7 @@ package results
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -333,6 +334,11 @@ func (w *Writer) measurementGroups(src *Source, res *analysis.Result, seg *SEG, 
 			code, ok := landmarkCode(lm.Name)
 			if !ok {
 				return nil, fmt.Errorf("%w: unknown landmark %q", ErrResult, lm.Name)
+			}
+			for _, c := range lm.PatientMM {
+				if math.IsNaN(c) || math.IsInf(c, 0) {
+					return nil, fmt.Errorf("%w: %s landmark %s at %v", ErrResult, ear.Laterality, lm.Name, lm.PatientMM)
+				}
 			}
 			side := lateralityWord(ear.Laterality)
 			label := strings.ToUpper(side[:1]) + side[1:] + " " + strings.ToLower(code.Meaning)

@@ -368,6 +368,10 @@ func TestSRRejectsBadInput(t *testing.T) {
 			return seg
 		}},
 		{"no model version", func(r *analysis.Result) *SEG { r.Model.Version = " "; return seg }},
+		{"landmark off the map", func(r *analysis.Result) *SEG {
+			r.Ears[0].Landmarks = []analysis.Landmark{{Name: analysis.Helicotrema, PatientMM: [3]float64{math.NaN(), 0, 0}}}
+			return seg
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
