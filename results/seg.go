@@ -203,6 +203,7 @@ func (w *Writer) planSegments(src *Source, res *analysis.Result) ([]segmentPlan,
 			}
 		}
 		plane := ear.Label.Size[0] * ear.Label.Size[1]
+		found := false
 		for _, st := range w.structures() {
 			p := segmentPlan{Segment: Segment{Structure: st}, ear: ear, side: sides[ei]}
 			first, last, voxels := -1, -1, 0
@@ -225,7 +226,9 @@ func (w *Writer) planSegments(src *Source, res *analysis.Result) ([]segmentPlan,
 				}
 			}
 			if voxels == 0 {
-				return nil, nil, fmt.Errorf("%w: %s %s is empty", ErrResult, lateralityWord(ear.Laterality), st.Name)
+				// A structure the model did not find in this ear gets no
+				// segment; an ear with nothing at all is an error below.
+				continue
 			}
 			var planes []int
 			for k := 0; k < ear.Label.Size[2]; k++ {
@@ -247,6 +250,10 @@ func (w *Writer) planSegments(src *Source, res *analysis.Result) ([]segmentPlan,
 			}
 			p.planes = planes
 			plans = append(plans, p)
+			found = true
+		}
+		if !found {
+			return nil, nil, fmt.Errorf("%w: the %s ear's label is empty", ErrResult, lateralityWord(ear.Laterality))
 		}
 	}
 	return plans, kToSlice, nil

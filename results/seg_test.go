@@ -279,6 +279,15 @@ func TestSEGRejectsBadInput(t *testing.T) {
 			r.Ears[0].Label = volume.New[uint8](bc.src.Grid())
 			return bc.src
 		}, ErrResult},
+		{"per-structure ear without any structure", func(r *analysis.Result, w *Writer) *Source {
+			w.Structures = PerStructure()
+			lab := volume.New[uint8](bc.src.Grid())
+			for i := range lab.Data {
+				lab.Data[i] = 9 // a value no structure claims
+			}
+			r.Ears[1].Label = lab
+			return bc.src
+		}, ErrResult},
 		{"no label", func(r *analysis.Result, w *Writer) *Source { r.Ears[1].Label = nil; return bc.src }, ErrResult},
 		{"no model name", func(r *analysis.Result, w *Writer) *Source { r.Model.Name = ""; return bc.src }, ErrResult},
 		{"no ears", func(r *analysis.Result, w *Writer) *Source { r.Ears = nil; return bc.src }, ErrResult},
@@ -359,5 +368,39 @@ func TestUIDs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A structure the model did not find in one ear gets no segment; the rest
+// are written and the SR follows the segments.
+func TestSEGSkipsMissingStructure(t *testing.T) {
+	var tc testCase
+	for _, c := range cases {
+		if c.structures != nil {
+			tc = c
+		}
+	}
+	bc := tc.build(t)
+	lab := bc.res.Ears[0].Label
+	for i, v := range lab.Data {
+		if v == analysis.LabelCanals {
+			lab.Data[i] = 0
+		}
+	}
+	seg, sr, err := bc.writer.Write(bc.src, bc.res, bc.extras)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 2*len(PerStructure()) - 1; len(seg.Segments) != want {
+		t.Fatalf("%d segments, want %d", len(seg.Segments), want)
+	}
+	for i, s := range seg.Segments {
+		if s.Number != i+1 || (s.Laterality == bc.res.Ears[0].Laterality && s.Structure.Name == "semicircular canals") {
+			t.Fatalf("segment %d: %+v", i, s)
+		}
+	}
+	_, root := parseFile(t, sr.File)
+	if groups := root.find(codeMeasurements)[0].find(codeMeasGroup); len(groups) != len(seg.Segments)+6 {
+		t.Fatalf("%d measurement groups", len(groups))
 	}
 }
