@@ -185,3 +185,38 @@ func TestMultiSliceCT(t *testing.T) {
 		}
 	}
 }
+
+// dcmqi's Legacy Converted Enhanced CT holds the same three slices as the
+// single-frame CT files beside it: both must assemble to the same volume.
+func TestLegacyConvertedMatchesSingleFrames(t *testing.T) {
+	for _, size := range []string{"23x38x3", "24x38x3"} {
+		t.Run(size, func(t *testing.T) {
+			base := "dicom-test-files/data/dcmqi/segmentations/" + size + "/"
+			mf := unzstd(t, corpusPath(t, base+"multiframe/mf.dcm.zst"))
+			var singles []string
+			for i := 1; i <= 3; i++ {
+				singles = append(singles, unzstd(t, corpusPath(t, base+"image/IMG000"+string(rune('0'+i))+".dcm.zst")))
+			}
+			opts := Options{MinSlices: 3}
+			a, la, err := Load(context.Background(), []string{mf}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _, err := Load(context.Background(), singles, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if la.SOPClassUID != sopLegacyEnhancedCT {
+				t.Fatalf("SOP class %s", la.SOPClassUID)
+			}
+			if a.Grid != b.Grid {
+				t.Fatalf("grids differ:\n%+v\n%+v", a.Grid, b.Grid)
+			}
+			for i := range a.Data {
+				if a.Data[i] != b.Data[i] {
+					t.Fatalf("voxel %d: %v vs %v", i, a.Data[i], b.Data[i])
+				}
+			}
+		})
+	}
+}

@@ -217,6 +217,12 @@ func decompress(in *instance, data []byte) (img image.Image, err error) {
 		}
 	}()
 	if in.ts == tsRLE {
+		// A PackBits run expands 2 bytes into at most 128: refuse frames
+		// claiming more pixels than the data could hold before the codec
+		// allocates them.
+		if in.rows*in.cols > 64*len(data) {
+			return nil, fmt.Errorf("RLE frame of %d bytes cannot hold %d×%d pixels", len(data), in.cols, in.rows)
+		}
 		img, err = rle.Decode(data, in.cols, in.rows)
 	} else {
 		var li *ljpeg.Image

@@ -175,6 +175,9 @@ func scanHeader(path string, maxBytes int64) (*instance, error) {
 			return nil, refuse(ReasonUnsupportedSyntax, path, "%s", why)
 		}
 	}
+	if err := checkLengths(path, ts); err != nil {
+		return nil, &Error{Reason: ReasonUnreadable, Path: path, Detail: "element lengths", Err: err}
+	}
 	ds, err := parseSafely(path, dicom.SkipPixelData(), dicom.AllowMissingMetaElementGroupLength())
 	if err != nil {
 		return nil, &Error{Reason: ReasonUnreadable, Path: path, Err: err}

@@ -102,6 +102,9 @@ func layout(ins []*instance, o Options) (*Layout, error) {
 		}
 		r.s = dot3(g.ipp, normal)
 	}
+	if n := ref.rows * ref.cols * len(refs); n > o.MaxVoxels {
+		return nil, refuse(ReasonUnsupportedPixels, "", "%d×%d×%d voxels exceed the limit of %d", ref.cols, ref.rows, len(refs), o.MaxVoxels)
+	}
 	if len(refs) < o.MinSlices {
 		return nil, refuse(ReasonTooFewSlices, "", "%d slices, at least %d needed", len(refs), o.MinSlices)
 	}

@@ -59,6 +59,7 @@ type Options struct {
 	Tilt                    TiltPolicy // default TiltShear
 	Workers                 int        // parallel file reads, default GOMAXPROCS
 	MaxFileBytes            int64      // larger files are refused, default 4 GiB
+	MaxVoxels               int        // larger volumes are refused, default 2^30
 }
 
 func (o Options) withDefaults() Options {
@@ -82,6 +83,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.MaxVoxels <= 0 {
+		o.MaxVoxels = 1 << 30
 	}
 	if o.MaxFileBytes <= 0 {
 		o.MaxFileBytes = 4 << 30
