@@ -104,7 +104,7 @@ func ParseDataSet(r io.Reader, ts string, lim Limits) (a *Attributes, err error)
 }
 
 func newWalker(r io.Reader, lim Limits) *walker {
-	return &walker{r: bufio.NewReaderSize(r, 32<<10), bo: binary.LittleEndian, explicit: true, lim: lim.withDefaults(), a: &Attributes{}}
+	return &walker{r: bufio.NewReaderSize(r, 4<<10), bo: binary.LittleEndian, explicit: true, lim: lim.withDefaults(), a: &Attributes{}}
 }
 
 func (w *walker) recover(err *error) {
