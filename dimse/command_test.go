@@ -129,6 +129,15 @@ func TestDecodeCommandErrors(t *testing.T) {
 	if _, err := ParseMessage(c); !errors.Is(err, ErrMalformedCommand) {
 		t.Fatalf("C-STORE-RQ without SOP UIDs: %v", err)
 	}
+	// Present but empty is no better (found by FuzzDecodeCommand).
+	c, err = DecodeCommand(withGroupLength(el(0x0002, []byte("1.2\x00")), el(0x0100, []byte{0x01, 0}), el(0x0110, []byte{1, 0}),
+		el(0x0800, []byte{0, 0}), el(0x1000, []byte("\x00\x00"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseMessage(c); !errors.Is(err, ErrMalformedCommand) {
+		t.Fatalf("C-STORE-RQ with an empty SOP instance UID: %v", err)
+	}
 }
 
 func TestStatusErrorMatching(t *testing.T) {

@@ -189,6 +189,19 @@ func ParseMessage(c *Command) (Message, error) {
 			if !c.Has(e) {
 				return fmt.Errorf("%w: %v without (0000,%04X)", ErrMalformedCommand, c.CommandField, e)
 			}
+			// A required UID or AE title must also have a value (type 1).
+			empty := false
+			switch e {
+			case tagAffectedSOPClassUID:
+				empty = c.AffectedSOPClassUID == ""
+			case tagAffectedSOPInstanceUID:
+				empty = c.AffectedSOPInstanceUID == ""
+			case tagMoveDestination:
+				empty = c.MoveDestination == ""
+			}
+			if empty {
+				return fmt.Errorf("%w: %v with an empty (0000,%04X)", ErrMalformedCommand, c.CommandField, e)
+			}
 		}
 		return nil
 	}
