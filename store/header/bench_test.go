@@ -42,4 +42,3 @@ func BenchmarkHeaderVsLibrary(b *testing.B) {
 		fmt.Printf("header walker %v/op, suyashkumar/dicom %v/op: library takes %.1fx as long\n", own, lib, float64(lib)/float64(own))
 	}
 }
-
