@@ -24,6 +24,8 @@ type Files interface {
 	Put(ctx context.Context, r io.Reader, m files.Meta, locate files.Locator) (files.Stored, error)
 	Open(ctx context.Context, location string) (files.Reader, error)
 	Remove(ctx context.Context, location string) error
+	// Walk lists the stored files modified since a time (Reindex).
+	Walk(ctx context.Context, since time.Time, fn func(files.FileInfo) error) error
 }
 
 // Index is what Ingest and retention need of the index; *index.Index has it.
@@ -31,6 +33,7 @@ type Index interface {
 	RecordInstance(ctx context.Context, in index.Instance) (index.Recorded, error)
 	ExpiredSources(ctx context.Context, endedBefore time.Time, limit int) ([]index.StoredInstance, error)
 	MarkDeleted(ctx context.Context, sopInstanceUID string, version int, at time.Time) error
+	HasInstance(ctx context.Context, sopInstanceUID string, version int) (bool, error)
 }
 
 // Ingest stores instances in the order that makes a success response

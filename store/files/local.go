@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // ErrInsufficientStorage is returned when storing would pass the configured
@@ -478,4 +479,83 @@ func (l *Local) Remove(ctx context.Context, loc string) error {
 		return nil
 	}
 	return l.fs.SyncDir(filepath.Dir(p))
+}
+
+// ParseFileName is the inverse of FileName.
+func ParseFileName(name string) (sopInstanceUID string, version int, ok bool) {
+	base, found := strings.CutSuffix(name, ".dcm")
+	if !found {
+		return "", 0, false
+	}
+	version = 1
+	if i := strings.LastIndex(base, ".v"); i >= 0 {
+		v, err := strconv.Atoi(base[i+2:])
+		if err != nil || v < 2 {
+			return "", 0, false
+		}
+		base, version = base[:i], v
+	}
+	if ValidateUID(base) != nil {
+		return "", 0, false
+	}
+	return base, version, true
+}
+
+// FileInfo describes a stored instance file found by Walk.
+type FileInfo struct {
+	Location       string
+	SOPInstanceUID string
+	Version        int
+	Size           int64
+	ModTime        time.Time
+}
+
+// Walk calls fn for every instance file modified at or after since (zero:
+// all), in no particular order. It is for scrubbing after a crash, not for
+// serving.
+func (l *Local) Walk(ctx context.Context, since time.Time, fn func(FileInfo) error) error {
+	studies, err := l.fs.ReadDir(l.root)
+	if err != nil {
+		return fmt.Errorf("files: walk: %w", err)
+	}
+	for _, st := range studies {
+		if !st.IsDir() || ValidateUID(st.Name()) != nil {
+			continue // tmp and anything else that is not ours
+		}
+		series, err := l.fs.ReadDir(filepath.Join(l.root, st.Name()))
+		if err != nil {
+			return fmt.Errorf("files: walk: %w", err)
+		}
+		for _, se := range series {
+			if !se.IsDir() || ValidateUID(se.Name()) != nil {
+				continue
+			}
+			ents, err := l.fs.ReadDir(filepath.Join(l.root, st.Name(), se.Name()))
+			if err != nil {
+				return fmt.Errorf("files: walk: %w", err)
+			}
+			for _, e := range ents {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				sop, v, ok := ParseFileName(e.Name())
+				if !ok || e.IsDir() {
+					continue
+				}
+				fi, err := e.Info()
+				if err != nil {
+					return fmt.Errorf("files: walk: %w", err)
+				}
+				if fi.ModTime().Before(since) {
+					continue
+				}
+				err = fn(FileInfo{Location: path.Join(st.Name(), se.Name(), e.Name()), SOPInstanceUID: sop,
+					Version: v, Size: fi.Size(), ModTime: fi.ModTime()})
+				if err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

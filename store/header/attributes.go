@@ -6,8 +6,10 @@ package header
 // and selection look at. All are top-level attributes of the data set;
 // text is UTF-8 with padding removed. Optional numbers are nil when absent.
 type Attributes struct {
-	TransferSyntaxUID    string // from the file meta information
-	SpecificCharacterSet []string
+	TransferSyntaxUID string // from the file meta information
+	// SourceApplicationEntityTitle (0002,0016) from the file meta, if any.
+	SourceApplicationEntityTitle string
+	SpecificCharacterSet         []string
 
 	// Patient level.
 	PatientName       string

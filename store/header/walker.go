@@ -339,9 +339,9 @@ func (w *walker) element(depth int, meta bool) error {
 			return w.fail(ErrTruncated, "value of %d bytes runs past the end", vl)
 		}
 		return w.keep(f, vr, v)
-	case meta && tag == 0x00020010:
+	case meta && (tag == 0x00020010 || tag == 0x00020016):
 		if vl > 64 {
-			return w.fail(ErrMalformed, "TransferSyntaxUID of %d bytes", vl)
+			return w.fail(ErrMalformed, "value of %d bytes in the file meta", vl)
 		}
 		v := make([]byte, vl)
 		k, err := io.ReadFull(w.r, v)
@@ -349,7 +349,11 @@ func (w *walker) element(depth int, meta bool) error {
 		if err != nil {
 			return w.fail(ErrTruncated, "value of %d bytes runs past the end", vl)
 		}
-		w.a.TransferSyntaxUID = strings.TrimRight(string(v), "\x00 ")
+		if tag == 0x00020010 {
+			w.a.TransferSyntaxUID = strings.TrimRight(string(v), "\x00 ")
+		} else {
+			w.a.SourceApplicationEntityTitle = strings.Trim(w.text("AE", v), " ")
+		}
 		return nil
 	default:
 		return w.discard(int64(vl))

@@ -203,3 +203,17 @@ func (x *Index) MarkDeleted(ctx context.Context, sopInstanceUID string, version 
 	}
 	return nil
 }
+
+// HasInstance reports whether a version of an instance is indexed.
+func (x *Index) HasInstance(ctx context.Context, sopInstanceUID string, version int) (bool, error) {
+	var one int
+	err := x.db.QueryRowContext(ctx, x.q(`SELECT 1 FROM instances WHERE sop_instance_uid = ? AND version = ?`),
+		sopInstanceUID, version).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("index: has instance: %w", err)
+	}
+	return true, nil
+}

@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/otonode/otonode/store/files"
+	"github.com/otonode/otonode/store/header"
+	"github.com/otonode/otonode/store/index"
+)
+
+// ReindexReport counts what Reindex found.
+type ReindexReport struct {
+	Checked, Indexed, Unreadable int
+}
+
+// Reindex indexes instance files modified since the given time that the
+// index lacks: files a crash left between their durable commit and the
+// index transaction. Their senders had no success response, so this is
+// not needed for safety; it makes the data visible and frees the sender
+// from resending. Files that do not parse are counted and left alone.
+func (g *Ingest) Reindex(ctx context.Context, since time.Time) (ReindexReport, error) {
+	var rep ReindexReport
+	err := g.Files.Walk(ctx, since, func(fi files.FileInfo) error {
+		rep.Checked++
+		ok, err := g.Index.HasInstance(ctx, fi.SOPInstanceUID, fi.Version)
+		if err != nil || ok {
+			return err
+		}
+		in, err := g.readStored(ctx, fi)
+		if err != nil {
+			rep.Unreadable++
+			return nil
+		}
+		if _, err := g.Index.RecordInstance(ctx, in); err != nil {
+			return fmt.Errorf("store: reindex %s: %w", fi.Location, err)
+		}
+		rep.Indexed++
+		return nil
+	})
+	return rep, err
+}
+
+// readStored reads the header and data set hash of a stored file.
+func (g *Ingest) readStored(ctx context.Context, fi files.FileInfo) (index.Instance, error) {
+	f, err := g.Files.Open(ctx, fi.Location)
+	if err != nil {
+		return index.Instance{}, err
+	}
+	defer f.Close()
+	a, err := header.ParseFile(io.NewSectionReader(f, 0, fi.Size), g.Limits)
+	if err != nil {
+		return index.Instance{}, err
+	}
+	if a.SOPInstanceUID != fi.SOPInstanceUID {
+		return index.Instance{}, fmt.Errorf("store: %s holds SOP instance %s", fi.Location, a.SOPInstanceUID)
+	}
+	off, err := files.MetaHeaderLen(f)
+	if err != nil {
+		return index.Instance{}, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, off, fi.Size-off)); err != nil {
+		return index.Instance{}, err
+	}
+	m := files.Meta{SOPClassUID: a.SOPClassUID, SOPInstanceUID: a.SOPInstanceUID,
+		TransferSyntaxUID: a.TransferSyntaxUID, SourceAETitle: a.SourceApplicationEntityTitle}
+	in := index.Instance{Attrs: a, Location: fi.Location, Version: fi.Version, Size: fi.Size,
+		SHA256: hex.EncodeToString(h.Sum(nil)), SourceAE: m.SourceAETitle, ReceivedAt: fi.ModTime}
+	if g.IsResult != nil {
+		in.Result = g.IsResult(m, a)
+	}
+	return in, nil
+}
