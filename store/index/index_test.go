@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -459,6 +460,30 @@ func BenchmarkRecordInstance(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "inserts/s")
+		})
+	}
+}
+
+// BenchmarkRecordInstanceParallel records from 8 goroutines, as parallel
+// associations do; commits share WAL flushes.
+func BenchmarkRecordInstanceParallel(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			x := be.new(b)()
+			ctx := context.Background()
+			var n atomic.Int64
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(n.Add(1))
+					a := attrs("9", fmt.Sprintf("9.%d", i%8), fmt.Sprintf("9.%d.%d", i%8, i), i)
+					if _, err := x.RecordInstance(ctx, Instance{Attrs: a, Location: "x", Version: 1, ReceivedAt: t0}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "inserts/s")
 		})
 	}
