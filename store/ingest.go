@@ -41,7 +41,7 @@ type Index interface {
 type Ingest struct {
 	Files  Files
 	Index  Index
-	Limits header.Limits // zero: header.DefaultLimits
+	Limits header.Limits // zero fields: the header.Default… limits
 	// IsResult tells objects otonode made (its SEG and SR, coming back
 	// from the worker) from source instances; retention never deletes
 	// results. Nil: everything is a source.

@@ -34,7 +34,7 @@ const (
 )
 
 // Limits bound the work one data set can cause. Zero fields take the
-// defaults of DefaultLimits.
+// Default… constants.
 type Limits struct {
 	MaxDepth    int   // sequence nesting
 	MaxElements int   // elements, items and fragments, nested ones included
@@ -42,22 +42,27 @@ type Limits struct {
 	MaxBytes    int64 // bytes read before Pixel Data (or the end)
 }
 
-// DefaultLimits are far above any real CT header: a few hundred elements,
-// nesting of 3–6 levels, values of a few hundred bytes.
-var DefaultLimits = Limits{MaxDepth: 32, MaxElements: 200_000, MaxValueLen: 64 << 10, MaxBytes: 256 << 20}
+// Default limits, far above any real CT header (a few hundred elements,
+// nesting of 3–6 levels, values of a few hundred bytes).
+const (
+	DefaultMaxDepth    = 32
+	DefaultMaxElements = 200_000
+	DefaultMaxValueLen = 64 << 10
+	DefaultMaxBytes    = 256 << 20
+)
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxDepth <= 0 {
-		l.MaxDepth = DefaultLimits.MaxDepth
+		l.MaxDepth = DefaultMaxDepth
 	}
 	if l.MaxElements <= 0 {
-		l.MaxElements = DefaultLimits.MaxElements
+		l.MaxElements = DefaultMaxElements
 	}
 	if l.MaxValueLen <= 0 {
-		l.MaxValueLen = DefaultLimits.MaxValueLen
+		l.MaxValueLen = DefaultMaxValueLen
 	}
 	if l.MaxBytes <= 0 {
-		l.MaxBytes = DefaultLimits.MaxBytes
+		l.MaxBytes = DefaultMaxBytes
 	}
 	return l
 }
