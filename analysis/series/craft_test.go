@@ -60,7 +60,7 @@ func ds(x ...float64) []string {
 	return out
 }
 
-func el(t *testing.T, tg tag.Tag, v any) *dicom.Element {
+func el(t testing.TB, tg tag.Tag, v any) *dicom.Element {
 	t.Helper()
 	e, err := dicom.NewElement(tg, v)
 	if err != nil {
@@ -70,7 +70,7 @@ func el(t *testing.T, tg tag.Tag, v any) *dicom.Element {
 }
 
 // writeCT writes s as a Part-10 file and returns its path.
-func writeCT(t *testing.T, dir, name string, s ctSpec) string {
+func writeCT(t testing.TB, dir, name string, s ctSpec) string {
 	t.Helper()
 	nFrames := max(1, len(s.FramePositions))
 	es := []*dicom.Element{
@@ -175,7 +175,7 @@ func writableTS(ts string) string {
 
 // setTransferSyntax rewrites (0002,0010) of a Part-10 file and fixes the
 // file meta group length.
-func setTransferSyntax(t *testing.T, path, ts string) {
+func setTransferSyntax(t testing.TB, path, ts string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -202,7 +202,7 @@ func setTransferSyntax(t *testing.T, path, ts string) {
 }
 
 // writeStack writes n slices made by mod(k, spec) and returns their paths.
-func writeStack(t *testing.T, n int, mod func(k int, s *ctSpec)) []string {
+func writeStack(t testing.TB, n int, mod func(k int, s *ctSpec)) []string {
 	t.Helper()
 	dir := t.TempDir()
 	var paths []string

@@ -3,7 +3,6 @@ package series
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"image"
 	"math"
@@ -148,56 +147,71 @@ func groupFragments(frags [][]byte, nFrames int, isRLE bool) ([][]byte, error) {
 }
 
 // decodeFrame writes frame f of in, rescaled, into dst (rows×cols).
-func decodeFrame[T float32 | int16](in *instance, pf *pixelFrames, f int, slope, inter float64, dst []T) (err error) {
+func decodeFrame[T float32 | int16](in *instance, pf *pixelFrames, f int, slope, inter float64, dst []T) error {
 	n := in.rows * in.cols
-	var raw func(i int) uint32 // stored pixel value, before masking
 	shift := uint(in.highBit + 1 - in.bitsStored)
+	var samples []uint16 // stored values, before masking
 	if pf.native != nil {
 		bpp := in.bitsAllocated / 8
 		b := pf.native[f*n*bpp : (f+1)*n*bpp]
+		samples = make([]uint16, n)
 		switch {
 		case bpp == 1:
-			raw = func(i int) uint32 { return uint32(b[i]) }
+			for i, x := range b {
+				samples[i] = uint16(x)
+			}
 		case in.ts == tsExplicitBE:
-			raw = func(i int) uint32 { return uint32(binary.BigEndian.Uint16(b[2*i:])) }
+			for i := range samples {
+				samples[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
+			}
 		default:
-			raw = func(i int) uint32 { return uint32(binary.LittleEndian.Uint16(b[2*i:])) }
+			for i := range samples {
+				samples[i] = uint16(b[2*i]) | uint16(b[2*i+1])<<8
+			}
 		}
 	} else {
 		if f >= len(pf.compressed) {
 			return refuse(ReasonCorruptPixelData, in.path, "frame %d of %d missing", f+1, len(pf.compressed))
 		}
-		img, err := decompress(in, pf.compressed[f])
-		if err != nil {
+		var err error
+		if samples, err = decompress(in, pf.compressed[f]); err != nil {
 			return &Error{Reason: ReasonCorruptPixelData, Path: in.path, Detail: fmt.Sprintf("frame %d", f+1), Err: err}
 		}
 		if in.ts != tsRLE {
 			shift = 0 // JPEG codes the stored bits right-aligned
 		}
-		switch im := img.(type) {
-		case *image.Gray16:
-			raw = func(i int) uint32 { return uint32(im.Pix[2*i])<<8 | uint32(im.Pix[2*i+1]) }
-		case *image.Gray:
-			raw = func(i int) uint32 { return uint32(im.Pix[i]) }
-		}
 	}
+	return rescale(in, samples, shift, slope, inter, dst)
+}
+
+// rescale masks the stored bits, extends the sign and applies the rescale
+// slope and intercept.
+func rescale[T float32 | int16](in *instance, samples []uint16, shift uint, slope, inter float64, dst []T) error {
 	mask := uint32(1)<<uint(in.bitsStored) - 1
 	signBit := uint32(1) << uint(in.bitsStored-1)
 	signed := in.pixelRepresentation == 1
-	isInt := isIntType[T]()
-	for i := 0; i < n; i++ {
-		u := (raw(i) >> shift) & mask
+	if isIntType[T]() {
+		for i, s := range samples {
+			u := (uint32(s) >> shift) & mask
+			x := int32(u)
+			if signed && u&signBit != 0 {
+				x -= int32(mask) + 1
+			}
+			hu := float64(x)*slope + inter
+			if hu != math.Trunc(hu) || hu < math.MinInt16 || hu > math.MaxInt16 {
+				return refuse(ReasonValueOutOfRange, in.path, "rescaled value %v does not fit int16 HU", hu)
+			}
+			dst[i] = T(hu)
+		}
+		return nil
+	}
+	for i, s := range samples {
+		u := (uint32(s) >> shift) & mask
 		x := int32(u)
 		if signed && u&signBit != 0 {
 			x -= int32(mask) + 1
 		}
-		hu := float64(x)*slope + inter
-		if isInt {
-			if hu != math.Trunc(hu) || hu < math.MinInt16 || hu > math.MaxInt16 {
-				return refuse(ReasonValueOutOfRange, in.path, "rescaled value %v does not fit int16 HU", hu)
-			}
-		}
-		dst[i] = T(hu)
+		dst[i] = T(float64(x)*slope + inter)
 	}
 	return nil
 }
@@ -210,48 +224,57 @@ func isIntType[T float32 | int16]() bool {
 
 // decompress runs the codec under recover() (third-party decoders on
 // untrusted data) and checks the image shape against the header.
-func decompress(in *instance, data []byte) (img image.Image, err error) {
+func decompress(in *instance, data []byte) (samples []uint16, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			img, err = nil, fmt.Errorf("decoder panic: %v", r)
+			samples, err = nil, fmt.Errorf("decoder panic: %v", r)
 		}
 	}()
-	if in.ts == tsRLE {
-		// A PackBits run expands 2 bytes into at most 128: refuse frames
-		// claiming more pixels than the data could hold before the codec
-		// allocates them.
-		if in.rows*in.cols > 64*len(data) {
-			return nil, fmt.Errorf("RLE frame of %d bytes cannot hold %d×%d pixels", len(data), in.cols, in.rows)
+	if in.ts != tsRLE {
+		li, err := ljpeg.Decode(data)
+		if err != nil {
+			return nil, err
 		}
-		img, err = rle.Decode(data, in.cols, in.rows)
-	} else {
-		var li *ljpeg.Image
-		if li, err = ljpeg.Decode(data); err == nil {
-			g := image.NewGray16(image.Rect(0, 0, li.Width, li.Height))
-			for i, v := range li.Pix {
-				g.Pix[2*i], g.Pix[2*i+1] = byte(v>>8), byte(v)
-			}
-			img = g
+		if li.Width != in.cols || li.Height != in.rows {
+			return nil, fmt.Errorf("decoded %d×%d, header says %d×%d", li.Width, li.Height, in.cols, in.rows)
 		}
+		if li.Precision > in.bitsAllocated {
+			return nil, fmt.Errorf("JPEG precision %d exceeds Bits Allocated %d", li.Precision, in.bitsAllocated)
+		}
+		return li.Pix, nil
 	}
+	// A PackBits run expands 2 bytes into at most 128: refuse frames
+	// claiming more pixels than the data could hold before the codec
+	// allocates them.
+	if in.rows*in.cols > 64*len(data) {
+		return nil, fmt.Errorf("RLE frame of %d bytes cannot hold %d×%d pixels", len(data), in.cols, in.rows)
+	}
+	img, err := rle.Decode(data, in.cols, in.rows)
 	if err != nil {
 		return nil, err
 	}
-	b := img.Bounds()
-	if b.Dx() != in.cols || b.Dy() != in.rows || b.Min != (image.Point{}) {
+	if b := img.Bounds(); b.Dx() != in.cols || b.Dy() != in.rows || b.Min != (image.Point{}) {
 		return nil, fmt.Errorf("decoded %v, header says %d×%d", b, in.cols, in.rows)
 	}
-	switch img.(type) {
+	switch im := img.(type) {
 	case *image.Gray16:
-		if in.bitsAllocated != 16 && in.ts == tsRLE {
+		if in.bitsAllocated != 16 {
 			return nil, fmt.Errorf("16-bit RLE for Bits Allocated %d", in.bitsAllocated)
 		}
+		samples = make([]uint16, in.rows*in.cols)
+		for i := range samples {
+			samples[i] = uint16(im.Pix[2*i])<<8 | uint16(im.Pix[2*i+1])
+		}
 	case *image.Gray:
-		if in.bitsAllocated != 8 && in.ts == tsRLE {
+		if in.bitsAllocated != 8 {
 			return nil, fmt.Errorf("8-bit RLE for Bits Allocated %d", in.bitsAllocated)
+		}
+		samples = make([]uint16, len(im.Pix))
+		for i, x := range im.Pix {
+			samples[i] = uint16(x)
 		}
 	default:
 		return nil, fmt.Errorf("decoded image of type %T, want grey", img)
 	}
-	return img, nil
+	return samples, nil
 }
