@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -19,6 +20,10 @@ import (
 func TestMain(m *testing.M) {
 	if dir := os.Getenv("OTONODE_STRACE_CHILD"); dir != "" {
 		os.Exit(straceChild(dir))
+	}
+	if dir := os.Getenv("OTONODE_CRASH_CHILD"); dir != "" {
+		round, _ := strconv.Atoi(os.Getenv("OTONODE_CRASH_ROUND"))
+		os.Exit(crashChild(dir, round))
 	}
 	os.Exit(m.Run())
 }
