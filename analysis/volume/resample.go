@@ -37,6 +37,14 @@ func (b Box) Intersect(o Box) Box {
 // Bounds is the box of the whole grid.
 func (g Grid) Bounds() Box { return Box{Max: g.Size} }
 
+// Sub returns the grid of the voxels of g inside b (clipped to g), placed
+// where they are in g. Resampling straight from a volume onto
+// IsotropicGrid(g.Sub(box), s) needs no cropped copy.
+func (g Grid) Sub(b Box) Grid {
+	b = b.Intersect(g.Bounds())
+	return Grid{Size: b.Size(), Affine: g.Affine.Shift(b.Min)}
+}
+
 // Shift returns the affine of the same space with index origin moved to
 // voxel d: the new (0,0,0) is the old d.
 func (a Affine) Shift(d [3]int) Affine {
@@ -52,7 +60,7 @@ func Crop[T Scalar](v *Volume[T], b Box) (*Volume[T], error) {
 	if b.Empty() {
 		return nil, fmt.Errorf("volume: crop box %v misses the grid %v", b, v.Size)
 	}
-	out := New[T](Grid{Size: b.Size(), Affine: v.Affine.Shift(b.Min)})
+	out := New[T](v.Sub(b))
 	n := out.Size[0]
 	for k := 0; k < out.Size[2]; k++ {
 		for j := 0; j < out.Size[1]; j++ {

@@ -45,6 +45,16 @@ func TestCrop(t *testing.T) {
 			}
 		}
 	}
+	// Resampling the full volume onto the crop's own grid gives the crop.
+	r, err := ResampleNearest(v, v.Sub(Box{Min: [3]int{2, -5, 1}, Max: [3]int{6, 3, 99}}), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range r.Data {
+		if r.Data[i] != c.Data[i] {
+			t.Fatalf("resampled onto Sub grid: voxel %d = %d, crop has %d", i, r.Data[i], c.Data[i])
+		}
+	}
 	if _, err := Crop(v, Box{Min: [3]int{20, 0, 0}, Max: [3]int{30, 1, 1}}); err == nil {
 		t.Fatal("crop outside the grid succeeded")
 	}
