@@ -86,6 +86,9 @@ func TestDcmtkEncodedStacks(t *testing.T) {
 		"jpeg fragmented":   {"dcmcjpeg", "+e1", "+fs", "1"},
 		"rle":               {"dcmcrle"},
 		"rle fragment size": {"dcmcrle", "+fs", "1"},
+		"deflate":           {"dcmconv", "+td"},
+		"implicit (dcmtk)":  {"dcmconv", "+ti"},
+		"big endian":        {"dcmconv", "+tb"},
 	}
 	pixels := map[string]func(int, *ctSpec){"16 signed": big, "12 signed": twelve, "16 unsigned": unsigned, "8 unsigned": eight}
 	for pname, mod := range pixels {
@@ -108,7 +111,7 @@ func TestDcmtkEncodedStacks(t *testing.T) {
 					t.Fatal(err)
 				}
 				if in.ts == tsExplicitLE {
-					t.Fatalf("%s did not compress", cmd[0])
+					t.Fatalf("%v did not change the transfer syntax", cmd)
 				}
 				got, _, err := Load(context.Background(), paths, Options{})
 				if err != nil {
