@@ -113,8 +113,8 @@ func (w *walker) skip(n int64) error {
 // element checks one element (recursing into sequences) and returns its
 // tag. Items and delimiters are returned without a value.
 func (w *walker) element(depth int) (tag.Tag, error) {
-	if depth > 32 {
-		return tag.Tag{}, fmt.Errorf("sequences nested more than 32 deep")
+	if depth > 64 {
+		return tag.Tag{}, fmt.Errorf("sequences nested more than 64 levels deep")
 	}
 	h, err := w.read(4)
 	if err != nil {
