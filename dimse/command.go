@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // CommandField is the DIMSE command (PS3.7 E.1, (0000,0100)).
@@ -321,6 +322,11 @@ func (c *Command) set(elem uint16, v []byte) error {
 		return binary.LittleEndian.Uint16(v), nil
 	}
 	text := func() string { return strings.TrimRight(string(v), "\x00 ") }
+	// AE titles: leading and trailing spaces are not significant; some
+	// peers pad with NUL as well.
+	ae := func() string {
+		return strings.TrimFunc(string(v), func(r rune) bool { return r == 0 || unicode.IsSpace(r) })
+	}
 	var err error
 	var x uint16
 	switch elem {
@@ -340,7 +346,7 @@ func (c *Command) set(elem uint16, v []byte) error {
 	case tagMessageIDBeingRespondedTo:
 		c.MessageIDBeingRespondedTo, err = us()
 	case tagMoveDestination:
-		c.MoveDestination = strings.TrimSpace(text())
+		c.MoveDestination = ae()
 	case tagPriority:
 		x, err = us()
 		c.Priority = Priority(x)
@@ -375,7 +381,7 @@ func (c *Command) set(elem uint16, v []byte) error {
 	case tagNumberOfWarningSuboperations:
 		c.NumberOfWarningSuboperations, err = us()
 	case tagMoveOriginatorApplicationEntityTitle:
-		c.MoveOriginatorApplicationEntityTitle = strings.TrimSpace(text())
+		c.MoveOriginatorApplicationEntityTitle = ae()
 	case tagMoveOriginatorMessageID:
 		c.MoveOriginatorMessageID, err = us()
 	}
