@@ -3,9 +3,11 @@ package series
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -218,5 +220,50 @@ func TestLegacyConvertedMatchesSingleFrames(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Every file of the third-party corpus is either read or refused with a
+// named reason: no panic, no hang, no runaway memory.
+func TestWholeCorpusReadOrRefused(t *testing.T) {
+	root := corpusPath(t, ".")
+	counts := map[Reason]int{}
+	read := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, ".zst") || strings.HasSuffix(p, ".md") || strings.HasSuffix(p, ".txt") {
+			return err
+		}
+		in, err := scanHeader(p, 64<<20)
+		if err == nil {
+			var pf *pixelFrames
+			if pf, err = readFrames(in); err == nil {
+				dst := make([]float32, in.rows*in.cols)
+				for f, g := range in.frames {
+					if err = decodeFrame(in, pf, f, g.slope, g.intercept, dst); err != nil {
+						break
+					}
+				}
+			}
+		}
+		if err == nil {
+			read++
+			return nil
+		}
+		r := ReasonOf(err)
+		if r == "" {
+			t.Errorf("%s: error without a reason: %v", p, err)
+		}
+		if r != ReasonNotCT && r != ReasonUnsupportedSyntax && os.Getenv("OTONODE_CORPUS_VERBOSE") != "" {
+			t.Logf("%v", err)
+		}
+		counts[r]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("read %d CT files; refused: %v", read, counts)
+	if read < 20 {
+		t.Fatalf("only %d corpus CT files read", read)
 	}
 }

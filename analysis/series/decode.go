@@ -75,7 +75,7 @@ type pixelFrames struct {
 }
 
 func readFrames(in *instance) (*pixelFrames, error) {
-	ds, err := parseSafely(in.path, dicom.SkipProcessingPixelDataValue(), dicom.AllowMissingMetaElementGroupLength())
+	ds, err := parseSafely(in.path, dicom.SkipProcessingPixelDataValue(), dicom.AllowMissingMetaElementGroupLength(), dicom.AllowUnknownSpecificCharacterSet())
 	if err != nil {
 		return nil, &Error{Reason: ReasonUnreadable, Path: in.path, Err: err}
 	}

@@ -178,7 +178,7 @@ func scanHeader(path string, maxBytes int64) (*instance, error) {
 	if err := checkLengths(path, ts); err != nil {
 		return nil, &Error{Reason: ReasonUnreadable, Path: path, Detail: "element lengths", Err: err}
 	}
-	ds, err := parseSafely(path, dicom.SkipPixelData(), dicom.AllowMissingMetaElementGroupLength())
+	ds, err := parseSafely(path, dicom.SkipPixelData(), dicom.AllowMissingMetaElementGroupLength(), dicom.AllowUnknownSpecificCharacterSet())
 	if err != nil {
 		return nil, &Error{Reason: ReasonUnreadable, Path: path, Err: err}
 	}
