@@ -1,0 +1,345 @@
+package analysis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/otonode/otonode/analysis/infer"
+	"github.com/otonode/otonode/analysis/metrics"
+	"github.com/otonode/otonode/analysis/roi"
+	"github.com/otonode/otonode/analysis/tta"
+	"github.com/otonode/otonode/analysis/volume"
+)
+
+// Statuses of a Result.
+const (
+	StatusDone          = "done"
+	StatusNotAnalysable = "not-analysable"
+	StatusNoInnerEar    = "no-inner-ear"
+)
+
+// Gate holds the input checks made before the model runs; the zero value
+// gives the defaults.
+type Gate struct {
+	// MaxSpacingMM refuses volumes coarser than this along any axis
+	// (default 0.7 mm: a thick-slice head CT does not resolve the canals).
+	MaxSpacingMM float64
+	// MinSpacingMM refuses volumes finer than this (default 0.005 mm).
+	MinSpacingMM float64
+}
+
+// Options configure an Analyzer; the zero value follows the manifest.
+type Options struct {
+	// TTA is the set of test-time augmentations; nil means the paper's 10.
+	TTA  []tta.Transform
+	Gate Gate
+	ROI  roi.Options
+	// SingleWindow is the largest region (voxels per axis) run as one
+	// network input instead of sliding windows (default 160).
+	SingleWindow int
+	// Progress, when set, is told about each step of the work.
+	Progress func(stage string, done, total int)
+}
+
+// Analyzer runs the inner-ear analysis of one model.
+type Analyzer struct {
+	Manifest *Manifest
+	Model    infer.Runner // the manifest's network; outputs segmentation, heatmaps
+	Options  Options
+}
+
+// ErrInput marks a volume the pipeline cannot use at all (as opposed to one
+// it analysed and found nothing in).
+var ErrInput = errors.New("analysis: unusable input volume")
+
+// Analyze runs the whole method on a CT volume in HU on its source grid.
+func (a *Analyzer) Analyze(ctx context.Context, ct *volume.Volume[float32]) (*Result, error) {
+	if err := ct.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInput, err)
+	}
+	if len(ct.Data) != ct.Len() {
+		return nil, fmt.Errorf("%w: %d values for a grid of %d voxels", ErrInput, len(ct.Data), ct.Len())
+	}
+	res := &Result{Model: a.Manifest.ModelInfo()}
+	stage := func(name string, start time.Time) {
+		res.Stages = append(res.Stages, Stage{Name: name, Duration: time.Since(start)})
+	}
+	if reason := a.gate(ct); reason != "" {
+		res.Status, res.Reason = StatusNotAnalysable, reason
+		return res, nil
+	}
+	t0 := time.Now()
+	cands, err := roi.Find(ct, a.Options.ROI)
+	stage("roi", t0)
+	if errors.Is(err, roi.ErrNoBone) {
+		res.Status, res.Reason = StatusNoInnerEar, "no inner ear found: "+err.Error()
+		return res, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(cands) == 0 {
+		res.Status, res.Reason = StatusNoInnerEar, "no inner ear found: no dense-bone capsule enclosing a labyrinth-sized cavity"
+		return res, nil
+	}
+	for n, c := range cands {
+		ear, stages, err := a.analyzeEar(ctx, ct, c, n, len(cands))
+		if err != nil {
+			return nil, fmt.Errorf("analysis: ear %d (%s): %w", n+1, c.Side, err)
+		}
+		res.Ears = append(res.Ears, *ear)
+		res.Stages = append(res.Stages, stages...)
+	}
+	res.Status = StatusDone
+	return res, nil
+}
+
+func (a *Analyzer) gate(ct *volume.Volume[float32]) string {
+	g := a.Options.Gate
+	if g.MaxSpacingMM <= 0 {
+		g.MaxSpacingMM = 0.7
+	}
+	if g.MinSpacingMM <= 0 {
+		g.MinSpacingMM = 0.005
+	}
+	sp := ct.Affine.Spacing()
+	for ax, s := range sp {
+		if s > g.MaxSpacingMM {
+			return fmt.Sprintf("voxel size %.3g mm along axis %d is coarser than %.3g mm: the labyrinth's canals are not resolved", s, ax, g.MaxSpacingMM)
+		}
+		if s < g.MinSpacingMM {
+			return fmt.Sprintf("voxel size %.3g mm along axis %d is finer than %.3g mm", s, ax, g.MinSpacingMM)
+		}
+	}
+	return ""
+}
+
+func (a *Analyzer) progress(stage string, done, total int) {
+	if a.Options.Progress != nil {
+		a.Options.Progress(stage, done, total)
+	}
+}
+
+// analyzeEar runs the model with TTA on one region of interest.
+func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c roi.Candidate, n, total int) (*Ear, []Stage, error) {
+	m := a.Manifest
+	var stages []Stage
+	mark := func(name string, start time.Time) {
+		stages = append(stages, Stage{Name: fmt.Sprintf("ear%d/%s", n+1, name), Duration: time.Since(start)})
+	}
+	t0 := time.Now()
+	box := volume.Box{Min: c.Box[0], Max: c.Box[1]}
+	srcSub := ct.Grid.Sub(box)
+	mg := volume.IsotropicGrid(srcSub, m.VoxelSizeMM)
+	x, err := volume.ResampleLinear(ct, mg, float32(m.Normalization.ClipLow))
+	if err != nil {
+		return nil, nil, err
+	}
+	a.normalise(x.Data)
+	mark("resample", t0)
+
+	t0 = time.Now()
+	prob, spread, heat, err := a.predictTTA(ctx, x, n, total)
+	if err != nil {
+		return nil, nil, err
+	}
+	mark("inference", t0)
+
+	t0 = time.Now()
+	ear := &Ear{Laterality: Laterality(c.Side)}
+	// Segmentation on the source grid: the mean probability interpolated
+	// back, then thresholded, inside the region; zero elsewhere.
+	probVol := &volume.Volume[float32]{Grid: mg, Data: prob}
+	back, err := volume.ResampleLinear(probVol, srcSub, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	label := volume.New[uint8](ct.Grid)
+	thr := float32(m.Threshold)
+	var count int
+	sz := srcSub.Size
+	for k := range sz[2] {
+		for j := range sz[1] {
+			for i := range sz[0] {
+				if back.Data[srcSub.Index(i, j, k)] >= thr {
+					label.Set(box.Min[0]+i, box.Min[1]+j, box.Min[2]+k, 1)
+					count++
+				}
+			}
+		}
+	}
+	ear.Label = label
+	sp := ct.Affine.Spacing()
+	ear.VolumeMM3 = float64(count) * sp[0] * sp[1] * sp[2]
+
+	inv, err := ct.Affine.Inverse()
+	if err != nil {
+		return nil, nil, err
+	}
+	nvox := mg.Len()
+	for ch, name := range LandmarkOrder {
+		v, p := peak(heat[ch*nvox:(ch+1)*nvox], mg.Size)
+		mm := mg.Affine.Apply(p)
+		ear.Landmarks = append(ear.Landmarks, Landmark{Name: name, PatientMM: mm, Voxel: inv.Apply(mm), Peak: float64(v)})
+	}
+
+	ear.Uncertainty = uncertaintyScore(prob, spread, mg, thr, m.Uncertainty.MarginMM)
+	ear.Flag = a.flag(ear)
+	mark("postprocess", t0)
+	return ear, stages, nil
+}
+
+// normalise clips to the manifest's intensity window and standardises.
+func (a *Analyzer) normalise(x []float32) {
+	n := a.Manifest.Normalization
+	lo, hi := float32(n.ClipLow), float32(n.ClipHigh)
+	mean, inv := float32(n.Mean), float32(1/n.Std)
+	for i, v := range x {
+		x[i] = (min(max(v, lo), hi) - mean) * inv
+	}
+}
+
+// predictTTA runs every TTA transform, rotates each prediction back and
+// returns the voxel-wise mean probability, its standard deviation across the
+// passes and the mean heatmaps ([3][n] flattened), all on x's grid.
+func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ear, ears int) (prob, spread, heat []float32, err error) {
+	m := a.Manifest
+	transforms := a.Options.TTA
+	if transforms == nil {
+		transforms = tta.All()
+	}
+	single := a.Options.SingleWindow
+	if single <= 0 {
+		single = 160
+	}
+	tiling := infer.Tiling{
+		Window:   m.Chunk.Size,
+		Overlap:  m.Chunk.Overlap,
+		Multiple: m.Input.SpatialMultiple,
+		Single:   [3]int{single, single, single},
+		Pad:      float32((m.Normalization.ClipLow - m.Normalization.Mean) / m.Normalization.Std),
+	}
+	n := x.Size
+	nvox := x.Len()
+	sum := make([]float64, nvox)
+	sumSq := make([]float64, nvox)
+	heatSum := make([]float32, len(LandmarkOrder)*nvox)
+	buf := make([]float32, nvox)
+	back := make([]float32, nvox)
+	for p, t := range transforms {
+		a.progress(fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears), p, len(transforms))
+		tn := tta.Into(t, buf, x.Data, n)
+		// The model reads [D,H,W] = [k,j,i] with i fastest: our layout.
+		outs, err := infer.Predict(ctx, a.Model, buf, [3]int{tn[2], tn[1], tn[0]}, tiling)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if len(outs) < 2 || len(outs[0]) != nvox || len(outs[1]) != len(LandmarkOrder)*nvox {
+			return nil, nil, nil, fmt.Errorf("model outputs have %d arrays, want segmentation (%d) and heatmaps (%d)", len(outs), nvox, len(LandmarkOrder)*nvox)
+		}
+		undo := t.Inverse()
+		tta.Into(undo, back, outs[0], tn)
+		for i, l := range back {
+			pr := 1 / (1 + math.Exp(-float64(l)))
+			sum[i] += pr
+			sumSq[i] += pr * pr
+		}
+		for c := range LandmarkOrder {
+			tta.Into(undo, back, outs[1][c*nvox:(c+1)*nvox], tn)
+			h := heatSum[c*nvox : (c+1)*nvox]
+			for i, v := range back {
+				h[i] += v
+			}
+		}
+	}
+	a.progress(fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears), len(transforms), len(transforms))
+	k := float64(len(transforms))
+	prob = make([]float32, nvox)
+	spread = make([]float32, nvox)
+	for i := range sum {
+		mean := sum[i] / k
+		prob[i] = float32(mean)
+		spread[i] = float32(math.Sqrt(max(sumSq[i]/k-mean*mean, 0)))
+	}
+	for i := range heatSum {
+		heatSum[i] /= float32(k)
+	}
+	return prob, spread, heatSum, nil
+}
+
+// peak returns the maximum of a heatmap and its position refined to sub-voxel
+// precision by a parabola through the maximum and its neighbours on each axis.
+func peak(h []float32, n [3]int) (float32, [3]float64) {
+	best := 0
+	for i, v := range h {
+		if v > h[best] {
+			best = i
+		}
+	}
+	idx := [3]int{best % n[0], best / n[0] % n[1], best / (n[0] * n[1])}
+	stride := [3]int{1, n[0], n[0] * n[1]}
+	var p [3]float64
+	for ax := range 3 {
+		p[ax] = float64(idx[ax])
+		if idx[ax] == 0 || idx[ax] == n[ax]-1 {
+			continue
+		}
+		l, c, r := float64(h[best-stride[ax]]), float64(h[best]), float64(h[best+stride[ax]])
+		if d := l - 2*c + r; d < 0 {
+			p[ax] += math.Max(-0.5, math.Min(0.5, 0.5*(l-r)/d))
+		}
+	}
+	return h[best], p
+}
+
+// uncertaintyScore is the mean TTA standard deviation over the predicted
+// structure dilated by marginMM, so that it measures the spread where the
+// inner ear is and not how large a region was analysed.
+func uncertaintyScore(prob, spread []float32, g volume.Grid, thr float32, marginMM float64) float64 {
+	fg := make([]bool, len(prob))
+	any := false
+	for i, p := range prob {
+		if p >= thr {
+			fg[i], any = true, true
+		}
+	}
+	if !any {
+		return 0
+	}
+	d2 := metrics.SquaredEDT(fg, g.Size, g.Affine.Spacing())
+	m2 := marginMM * marginMM
+	var sum float64
+	var n int
+	for i, d := range d2 {
+		if d <= m2 {
+			sum += float64(spread[i])
+			n++
+		}
+	}
+	return sum / float64(n)
+}
+
+// flag raises an ear's flag for an uncertainty above the manifest's
+// threshold or a volume outside its plausible range.
+func (a *Analyzer) flag(e *Ear) Flag {
+	var reasons []string
+	u := a.Manifest.Uncertainty
+	if u.FlagThreshold != nil && e.Uncertainty > *u.FlagThreshold {
+		reasons = append(reasons, fmt.Sprintf("uncertainty %.3g above threshold %.3g", e.Uncertainty, *u.FlagThreshold))
+	}
+	pv := a.Manifest.PlausibleVolumeMM3
+	if pv.Min != nil && e.VolumeMM3 < *pv.Min {
+		reasons = append(reasons, fmt.Sprintf("inner-ear volume %.0f mm³ below the plausible %.0f mm³", e.VolumeMM3, *pv.Min))
+	}
+	if pv.Max != nil && e.VolumeMM3 > *pv.Max {
+		reasons = append(reasons, fmt.Sprintf("inner-ear volume %.0f mm³ above the plausible %.0f mm³", e.VolumeMM3, *pv.Max))
+	}
+	if len(reasons) == 0 {
+		return Flag{}
+	}
+	return Flag{Raised: true, Reason: strings.Join(reasons, "; ")}
+}
