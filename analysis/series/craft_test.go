@@ -32,6 +32,7 @@ type ctSpec struct {
 	// Enhanced CT: per-frame positions (Frames > 0 makes a multi-frame).
 	FramePositions [][3]float64
 	FrameIntercept []float64
+	Padding        *int // Pixel Padding Value (written as SS when signed)
 }
 
 // baseSpec is a valid 16-bit signed 6×4 axial slice.
@@ -92,6 +93,13 @@ func writeCT(t testing.TB, dir, name string, s ctSpec) string {
 		el(t, tag.BitsStored, []int{s.BitsStored}),
 		el(t, tag.HighBit, []int{s.HighBit}),
 		el(t, tag.PixelRepresentation, []int{s.PixelRepresentation}),
+	}
+	if s.Padding != nil {
+		e := el(t, tag.PixelPaddingValue, []int{*s.Padding})
+		if s.PixelRepresentation == 1 {
+			e.RawValueRepresentation = "SS"
+		}
+		es = append(es, e)
 	}
 	geom := []*dicom.Element{
 		el(t, tag.ImagePositionPatient, ds(s.IPP[:]...)),

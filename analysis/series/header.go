@@ -32,6 +32,7 @@ type instance struct {
 	photometric                  string
 	numberOfFrames               int
 	gantryTilt                   float64
+	padding                      *int // Pixel Padding Value, stored units
 	frames                       []frameGeom
 }
 
@@ -211,6 +212,15 @@ func scanHeader(path string, maxBytes int64) (*instance, error) {
 	}
 	if in.sopClass == "" {
 		in.sopClass = es.str(tag.MediaStorageSOPClassUID)
+	}
+	if p := es.floats(tag.PixelPaddingValue); len(p) > 0 {
+		// Read as US in implicit VR (the dictionary's first VR); the
+		// value follows Pixel Representation (PS3.3 C.7.5.1.1.2).
+		v := int(p[0])
+		if es.int(tag.PixelRepresentation, 0) == 1 && v > math.MaxInt16 {
+			v -= 1 << 16
+		}
+		in.padding = &v
 	}
 	switch in.sopClass {
 	case sopCT, sopEnhancedCT, sopLegacyEnhancedCT:

@@ -33,6 +33,12 @@ type Layout struct {
 	// column is the true step, so the grid is sheared but exact (no
 	// interpolation at load time; the crop resampling absorbs it).
 	TiltDegrees float64
+	// PixelPadding says that voxels equal to PixelPaddingHU are not image
+	// (the area outside the reconstruction circle, say): analyses should
+	// leave them out of intensity statistics. Taken from the first
+	// instance's Pixel Padding Value, rescaled like the pixels.
+	PixelPadding   bool
+	PixelPaddingHU float64
 
 	instances map[string]*instance
 	workers   int
@@ -189,7 +195,11 @@ func layout(ins []*instance, o Options) (*Layout, error) {
 		SOPClassUID:       ref.sopClass,
 		SliceThickness:    g0.thickness,
 		TiltDegrees:       tilt,
+		PixelPadding:      ref.padding != nil,
 		instances:         make(map[string]*instance, len(ins)),
+	}
+	if ref.padding != nil {
+		l.PixelPaddingHU = float64(*ref.padding)*g0.slope + g0.intercept
 	}
 	for _, in := range ins {
 		l.instances[in.path] = in

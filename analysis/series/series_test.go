@@ -275,3 +275,21 @@ func TestUnreadable(t *testing.T) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }
+
+func TestPixelPadding(t *testing.T) {
+	for _, ts := range []string{tsExplicitLE, tsImplicitLE} {
+		pad := -2000
+		paths := writeStack(t, 3, func(k int, s *ctSpec) { s.Padding = &pad; s.TS = ts })
+		_, l, err := Load(context.Background(), paths, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !l.PixelPadding || l.PixelPaddingHU != -3024 {
+			t.Fatalf("%s: padding %v %v, want -3024 HU", ts, l.PixelPadding, l.PixelPaddingHU)
+		}
+	}
+	_, l, err := Load(context.Background(), writeStack(t, 3, nil), Options{})
+	if err != nil || l.PixelPadding {
+		t.Fatalf("no padding: %v %v", l.PixelPadding, err)
+	}
+}
