@@ -188,6 +188,7 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	}
 
 	ear.Uncertainty = uncertaintyScore(prob, spread, mg, thr, m.Uncertainty.MarginMM)
+	ear.UncertaintyMap = &volume.Volume[float32]{Grid: mg, Data: spread}
 	ear.Flag = a.flag(ear)
 	mark("postprocess", t0)
 	return ear, stages, nil

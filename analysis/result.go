@@ -68,7 +68,10 @@ type Ear struct {
 	// Uncertainty is the TTA score: the mean voxel-wise standard deviation
 	// over the predicted structure plus a fixed margin.
 	Uncertainty float64 `json:"uncertainty"`
-	Flag        Flag    `json:"flag"`
+	// UncertaintyMap is the voxel-wise TTA standard deviation on the grid
+	// the model saw (isotropic, over the ear's region of interest).
+	UncertaintyMap *volume.Volume[float32] `json:"-"`
+	Flag           Flag                    `json:"flag"`
 }
 
 // Model identifies the model that produced a result, from its manifest.

@@ -45,8 +45,8 @@ func paint(size [3]int, spacing float64, origin [3]float64, bg float32, shapes [
 func ear(c [3]float64, lateral float64) []shape {
 	return []shape{
 		{[3]float64{c[0] + lateral*9, c[1], c[2]}, [3]float64{4, 6, 5}, -1000}, // middle ear
-		{c, [3]float64{7, 7, 6}, 2000},                                        // otic capsule
-		{[3]float64{c[0], c[1], c[2]}, [3]float64{2.5, 1.6, 1.6}, 30},         // vestibule
+		{c, [3]float64{7, 7, 6}, 2000},                                         // otic capsule
+		{[3]float64{c[0], c[1], c[2]}, [3]float64{2.5, 1.6, 1.6}, 30},          // vestibule
 		{[3]float64{c[0] - 1, c[1] - 4, c[2] - 1}, [3]float64{2, 2, 1.2}, 30},  // cochlea
 	}
 }
