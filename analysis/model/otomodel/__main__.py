@@ -64,7 +64,7 @@ def _bench(a) -> int:
             t = time.perf_counter()
             net(x)
             times.append(time.perf_counter() - t)
-    print(json.dumps({"preset": a.preset, "activation": a.activation, "size": a.size,
+    print(json.dumps({"preset": a.preset, "activation": net.cfg.activation, "size": a.size,
                       "threads": torch.get_num_threads(), "parameters": count_parameters(net),
                       "torch_seconds": [round(t, 3) for t in times], "torch_min_s": round(min(times), 3)}))
     return 0
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     t.add_argument("--data", required=True, help="dataset folder (dataset.json + case folders)")
     t.add_argument("--out", required=True, help="output folder: checkpoints, log, cache, model.onnx + model.json")
     t.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    t.add_argument("--activation", default="mish")
+    t.add_argument("--activation", default="", help="mish, silu, gelu, leakyrelu, relu, prelu (default: the preset's)")
     t.add_argument("--attention", type=_bool, default=True)
     t.add_argument("--deep-supervision", type=_bool, default=True)
     t.add_argument("--voxel-mm", type=float, default=0.099)
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
 
     b = sub.add_parser("bench", help="PyTorch CPU time of one forward pass")
     b.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    b.add_argument("--activation", default="mish")
+    b.add_argument("--activation", default="")
     b.add_argument("--size", type=int, default=128)
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--repeat", type=int, default=3)

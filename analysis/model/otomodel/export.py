@@ -19,7 +19,7 @@ from .manifest import FORMAT, INTENDED_USE_PHANTOM, sha256_file, tta_set, valida
 from .network import BiHeadedUNet, ExportWrapper, NetworkConfig, count_parameters
 
 OPSET = 17
-INPUT_NAME = "image"
+INPUT_NAME = "input"
 
 
 def load_network(state: dict) -> BiHeadedUNet:

@@ -33,7 +33,7 @@ class TrainConfig:
     data: str = ""
     out: str = ""
     preset: str = "small"
-    activation: str = "mish"
+    activation: str = ""         # "": the preset's (paper: mish, small: silu)
     attention: bool = True
     deep_supervision: bool = True
     voxel_mm: float = 0.099

@@ -25,6 +25,9 @@ def test_output_shapes(preset, size):
 
 def test_presets_widths():
     assert NetworkConfig.preset("paper").widths == (32, 64, 128, 256, 320)
+    assert NetworkConfig.preset("paper").activation == "mish"
+    assert NetworkConfig.preset("small").activation == "silu"
+    assert NetworkConfig.preset("small", activation="mish").activation == "mish"
     assert NetworkConfig.preset("paper").spatial_multiple == 16
     assert max(NetworkConfig.preset("small").widths) <= 64
     with pytest.raises(ValueError):

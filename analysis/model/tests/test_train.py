@@ -110,7 +110,7 @@ def _good_manifest():
         "format": "otonode-model-manifest/1", "name": "m", "created_utc": "2026-01-01T00:00:00Z",
         "intended_use": "trained on phantoms; not for diagnosis", "trained_on_synthetic_phantoms": True,
         "onnx": {"file": "model.onnx", "sha256": "0" * 64, "bytes": 10, "opset": 17},
-        "input": {"name": "image", "layout": "NCDHW", "dtype": "float32", "axes": ["k", "j", "i"],
+        "input": {"name": "input", "layout": "NCDHW", "dtype": "float32", "axes": ["k", "j", "i"],
                   "spatial_multiple": 16},
         "outputs": {"segmentation": {"name": "segmentation", "layout": "NCDHW", "channels": 1, "kind": "logits"},
                     "heatmaps": {"name": "heatmaps", "layout": "NCDHW", "channels": 3}},
