@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -32,6 +33,7 @@ type Config struct {
 	NATS       NATS       `yaml:"nats"`
 	Completion Completion `yaml:"completion"`
 	Storage    Storage    `yaml:"storage"`
+	Selection  Selection  `yaml:"selection"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -48,6 +50,13 @@ type DICOM struct {
 	ARTIMTimeout    time.Duration `yaml:"artim_timeout"`
 	IdleTimeout     time.Duration `yaml:"idle_timeout"`
 	TLS             TLS           `yaml:"tls"`
+	// SOPClasses are the storage SOP classes accepted; empty accepts the
+	// built-in list of storage SOP classes, "*" any abstract syntax.
+	SOPClasses []string `yaml:"sop_classes"`
+	// AdvertiseHost is the host name workers use to reach this node by
+	// DICOM (in series-complete messages); empty uses Host or the machine's
+	// host name.
+	AdvertiseHost string `yaml:"advertise_host"`
 }
 
 // TLS enables DICOM over TLS when CertFile and KeyFile are set.
@@ -86,6 +95,9 @@ type Completion struct {
 	// StudySettle is how long to wait after a series completes for the
 	// other series of its study before choosing the one to analyse.
 	StudySettle time.Duration `yaml:"study_settle"`
+	// ReconcileAfter re-publishes a queued revision that no worker claimed
+	// in this time, so a message the broker lost is not lost to the node.
+	ReconcileAfter time.Duration `yaml:"reconcile_after"`
 }
 
 // Storage sets admission control and retention of source instances.
@@ -99,6 +111,29 @@ type Storage struct {
 	// RetainSourceDays deletes source instances that many days after their
 	// analysis; 0 keeps them. Results are never deleted.
 	RetainSourceDays int `yaml:"retain_source_days"`
+	// MaxBytes is a quota on the instance files under the data directory
+	// (0: none); above it the node refuses like above MinFreeBytes.
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// Selection decides which complete series are analysed (routing rules) and,
+// within a study, which one of those qualifying.
+type Selection struct {
+	// Modalities analysed (Modality (0008,0060)).
+	Modalities []string `yaml:"modalities"`
+	// MaxSliceThickness and MaxSliceSpacing in mm; 0 disables the limit.
+	// A series that does not say passes.
+	MaxSliceThickness float64 `yaml:"max_slice_thickness"`
+	MaxSliceSpacing   float64 `yaml:"max_slice_spacing"`
+	// MinInstances below which a series is too short to hold an inner ear.
+	MinInstances int `yaml:"min_instances"`
+	// CallingAE and Description are optional regular expressions the
+	// sending AE title and the SeriesDescription must match.
+	CallingAE   string `yaml:"calling_ae"`
+	Description string `yaml:"description"`
+	// BoneKernels are ConvolutionKernel substrings (case-insensitive) of a
+	// bone (sharp) reconstruction, preferred within a study.
+	BoneKernels []string `yaml:"bone_kernels"`
 }
 
 // Log configures slog.
@@ -119,10 +154,19 @@ func Default() Config {
 			ARTIMTimeout:    30 * time.Second,
 			IdleTimeout:     5 * time.Minute,
 		},
-		HTTP:       HTTP{Listen: "127.0.0.1:8080"},
-		Completion: Completion{QuietPeriod: 2 * time.Second, Inactivity: 30 * time.Second, StudySettle: 5 * time.Second},
-		Storage:    Storage{MinFreeBytes: 1 << 30, Fsync: true},
-		Log:        Log{Level: "info", Format: "text"},
+		HTTP: HTTP{Listen: "127.0.0.1:8080"},
+		Completion: Completion{QuietPeriod: 2 * time.Second, Inactivity: 30 * time.Second, StudySettle: 5 * time.Second,
+			ReconcileAfter: 2 * time.Minute},
+		Storage: Storage{MinFreeBytes: 1 << 30, Fsync: true},
+		Selection: Selection{
+			Modalities:        []string{"CT"},
+			MaxSliceThickness: 1.5,
+			MaxSliceSpacing:   1.5,
+			MinInstances:      16,
+			BoneKernels: []string{"BONE", "SHARP", "H60", "H70", "HR6", "HR7", "B60", "B70", "B75", "B80",
+				"U70", "U75", "U90", "UB", "YC", "YD", "FC30", "FC81"},
+		},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -166,6 +210,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Completion.QuietPeriod <= 0 || c.Completion.Inactivity <= 0 {
 		bad("completion.quiet_period and completion.inactivity must be positive")
+	}
+	if c.Completion.StudySettle < 0 || c.Completion.ReconcileAfter <= 0 {
+		bad("completion.study_settle must be >= 0 and completion.reconcile_after positive")
+	}
+	if c.Storage.MaxBytes < 0 || c.Selection.MaxSliceThickness < 0 || c.Selection.MaxSliceSpacing < 0 {
+		bad("storage.max_bytes and selection limits must be >= 0")
+	}
+	for _, re := range []string{c.Selection.CallingAE, c.Selection.Description} {
+		if _, err := regexp.Compile(re); err != nil {
+			bad("selection pattern %q: %v", re, err)
+		}
 	}
 	if c.Storage.RetainSourceDays < 0 {
 		bad("storage.retain_source_days must be >= 0")

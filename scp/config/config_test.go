@@ -114,3 +114,25 @@ func TestEnvNamesAreUnique(t *testing.T) {
 		t.Fatalf("settings %v", seen)
 	}
 }
+
+func TestFloatAndListSettings(t *testing.T) {
+	c := Default()
+	err := c.ApplyEnv([]string{
+		"OTONODE_SELECTION_MAX_SLICE_THICKNESS=0.75",
+		"OTONODE_DICOM_SOP_CLASSES=1.2.840.10008.5.1.4.1.1.2, 1.2.840.10008.5.1.4.1.1.7",
+		"OTONODE_STORAGE_MAX_BYTES=4096",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Selection.MaxSliceThickness != 0.75 || len(c.DICOM.SOPClasses) != 2 || c.Storage.MaxBytes != 4096 {
+		t.Fatalf("got %v %v %v", c.Selection.MaxSliceThickness, c.DICOM.SOPClasses, c.Storage.MaxBytes)
+	}
+	if err := c.ApplyEnv([]string{"OTONODE_SELECTION_MAX_SLICE_THICKNESS=thin"}); err == nil {
+		t.Fatal("bad float accepted")
+	}
+	c.Selection.Description = "(["
+	if err := c.Validate(); err == nil {
+		t.Fatal("bad pattern accepted")
+	}
+}

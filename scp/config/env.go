@@ -63,6 +63,12 @@ func (s Setting) Set(text string) error {
 			return fmt.Errorf("config: %s: %w", s.Path, err)
 		}
 		v.SetBool(b)
+	case v.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			return fmt.Errorf("config: %s: %w", s.Path, err)
+		}
+		v.SetFloat(f)
 	case v.Kind() >= reflect.Int && v.Kind() <= reflect.Int64:
 		n, err := strconv.ParseInt(text, 10, 64)
 		if err != nil {
