@@ -143,14 +143,14 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	mark("resample", t0)
 
 	t0 = time.Now()
-	prob, spread, heat, err := a.predictTTA(ctx, x, n, total)
+	prob, spread, heat, volSpread, err := a.predictTTA(ctx, x, n, total)
 	if err != nil {
 		return nil, nil, err
 	}
 	mark("inference", t0)
 
 	t0 = time.Now()
-	ear := &Ear{Laterality: Laterality(c.Side)}
+	ear := &Ear{Laterality: Laterality(c.Side), VolumeSpreadMM3: volSpread}
 	// Segmentation on the source grid: the mean probability interpolated
 	// back, then thresholded, inside the region; zero elsewhere.
 	probVol := &volume.Volume[float32]{Grid: mg, Data: prob}
@@ -207,7 +207,7 @@ func (a *Analyzer) normalise(x []float32) {
 // predictTTA runs every TTA transform, rotates each prediction back and
 // returns the voxel-wise mean probability, its standard deviation across the
 // passes and the mean heatmaps ([3][n] flattened), all on x's grid.
-func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ear, ears int) (prob, spread, heat []float32, err error) {
+func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ear, ears int) (prob, spread, heat []float32, volSpread float64, err error) {
 	m := a.Manifest
 	transforms := a.Options.TTA
 	if transforms == nil {
@@ -231,24 +231,30 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ea
 	heatSum := make([]float32, len(LandmarkOrder)*nvox)
 	buf := make([]float32, nvox)
 	back := make([]float32, nvox)
+	var vols []float64 // foreground voxels of each pass
 	for p, t := range transforms {
 		a.progress(fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears), p, len(transforms))
 		tn := tta.Into(t, buf, x.Data, n)
 		// The model reads [D,H,W] = [k,j,i] with i fastest: our layout.
 		outs, err := infer.Predict(ctx, a.Model, buf, [3]int{tn[2], tn[1], tn[0]}, tiling)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, 0, err
 		}
 		if len(outs) < 2 || len(outs[0]) != nvox || len(outs[1]) != len(LandmarkOrder)*nvox {
-			return nil, nil, nil, fmt.Errorf("model outputs have %d arrays, want segmentation (%d) and heatmaps (%d)", len(outs), nvox, len(LandmarkOrder)*nvox)
+			return nil, nil, nil, 0, fmt.Errorf("model outputs have %d arrays, want segmentation (%d) and heatmaps (%d)", len(outs), nvox, len(LandmarkOrder)*nvox)
 		}
 		undo := t.Inverse()
 		tta.Into(undo, back, outs[0], tn)
+		var fg int
 		for i, l := range back {
 			pr := 1 / (1 + math.Exp(-float64(l)))
 			sum[i] += pr
 			sumSq[i] += pr * pr
+			if pr >= m.Threshold {
+				fg++
+			}
 		}
+		vols = append(vols, float64(fg))
 		for c := range LandmarkOrder {
 			tta.Into(undo, back, outs[1][c*nvox:(c+1)*nvox], tn)
 			h := heatSum[c*nvox : (c+1)*nvox]
@@ -269,7 +275,16 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ea
 	for i := range heatSum {
 		heatSum[i] /= float32(k)
 	}
-	return prob, spread, heatSum, nil
+	var vm, vv float64
+	for _, v := range vols {
+		vm += v
+	}
+	vm /= k // exact for equal passes: counts are small integers
+	for _, v := range vols {
+		vv += (v - vm) * (v - vm) / k
+	}
+	sp := x.Affine.Spacing()
+	return prob, spread, heatSum, math.Sqrt(vv) * sp[0] * sp[1] * sp[2], nil
 }
 
 // peak returns the maximum of a heatmap and its position refined to sub-voxel

@@ -79,8 +79,8 @@ func (f fluidNet) Run(x []float32, d, h, w int) ([][]float32, error) {
 		} else {
 			seg[idx] = -8
 		}
-		if f.biased && i < w/2 {
-			seg[idx] += 6
+		if f.biased && i < 10 {
+			seg[idx] += 10 // a slab of false foreground that turns with the input
 		}
 	}
 	for a := range c {
@@ -157,8 +157,8 @@ func TestAnalyzeGeometry(t *testing.T) {
 		}
 	}
 	// An equivariant network has no spread across the rotations.
-	if ear.Uncertainty > 1e-6 || ear.Flag.Raised {
-		t.Errorf("uncertainty %g flag %+v, want none", ear.Uncertainty, ear.Flag)
+	if ear.Uncertainty > 1e-6 || ear.VolumeSpreadMM3 != 0 || ear.Flag.Raised {
+		t.Errorf("uncertainty %g, volume spread %g, flag %+v; want none", ear.Uncertainty, ear.VolumeSpreadMM3, ear.Flag)
 	}
 	if !res.Model.NotForDiagnosis || len(res.Stages) == 0 {
 		t.Errorf("model info %+v, stages %v", res.Model, res.Stages)
@@ -177,7 +177,7 @@ func TestAnalyzeUncertaintyAndFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	ear := res.Ears[0]
-	if ear.Uncertainty <= thr || !ear.Flag.Raised {
+	if ear.Uncertainty <= thr || ear.VolumeSpreadMM3 <= 0 || !ear.Flag.Raised {
 		t.Fatalf("a network that is not rotation-equivariant gave uncertainty %g, flag %+v", ear.Uncertainty, ear.Flag)
 	}
 	// With the identity alone there is nothing to disagree.

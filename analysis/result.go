@@ -65,6 +65,9 @@ type Ear struct {
 	Label     *volume.Volume[uint8] `json:"-"`
 	Landmarks []Landmark            `json:"landmarks"`
 	VolumeMM3 float64               `json:"volume_mm3"`
+	// VolumeSpreadMM3 is the standard deviation of the volume across the
+	// TTA passes (each pass thresholded on the model grid).
+	VolumeSpreadMM3 float64 `json:"volume_spread_mm3"`
 	// Uncertainty is the TTA score: the mean voxel-wise standard deviation
 	// over the predicted structure plus a fixed margin.
 	Uncertainty float64 `json:"uncertainty"`

@@ -1,0 +1,123 @@
+package analysis
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/otonode/otonode/analysis/nifti"
+	"github.com/otonode/otonode/analysis/volume"
+)
+
+// Report is the JSON document an offline analysis writes: the result plus
+// what was analysed and where the other outputs are.
+type Report struct {
+	Input  ReportInput       `json:"input"`
+	Result *Result           `json:"result"`
+	Files  map[string]string `json:"files"` // role → file name in the output folder
+}
+
+// ReportInput describes the analysed volume.
+type ReportInput struct {
+	Format            string     `json:"format"`
+	Files             int        `json:"files,omitempty"`
+	SeriesInstanceUID string     `json:"series_instance_uid,omitempty"`
+	Size              [3]int     `json:"size"`
+	SpacingMM         [3]float64 `json:"spacing_mm"`
+}
+
+// WriteOutputs writes into dir: segmentation.nii.gz (all ears, 1 = inner
+// ear, on the source grid), uncertainty-<side>.nii.gz per ear (on the model
+// grid), preview-<side>.png per ear, and report.json. It returns the report.
+func WriteOutputs(dir string, in *Input, res *Result) (*Report, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("analysis: output folder: %w", err)
+	}
+	rep := &Report{
+		Input: ReportInput{
+			Format:    in.Format,
+			Files:     len(in.Files),
+			Size:      in.CT.Size,
+			SpacingMM: in.CT.Affine.Spacing(),
+		},
+		Result: res,
+		Files:  map[string]string{},
+	}
+	if in.Layout != nil {
+		rep.Input.SeriesInstanceUID = in.Layout.SeriesInstanceUID
+	}
+	desc := "otonode " + res.Model.Name
+	if res.Model.NotForDiagnosis {
+		desc += " NOT FOR DIAGNOSTIC USE"
+	}
+	if len(res.Ears) > 0 {
+		seg := volume.New[uint8](in.CT.Grid)
+		for _, e := range res.Ears {
+			for i, v := range e.Label.Data {
+				if v != 0 {
+					seg.Data[i] = 1
+				}
+			}
+		}
+		if err := nifti.WriteFile(filepath.Join(dir, "segmentation.nii.gz"), seg, nifti.Options{Description: desc}); err != nil {
+			return nil, err
+		}
+		rep.Files["segmentation"] = "segmentation.nii.gz"
+	}
+	for n, e := range res.Ears {
+		side := earName(e, n)
+		if e.UncertaintyMap != nil {
+			name := "uncertainty-" + side + ".nii.gz"
+			if err := nifti.WriteFile(filepath.Join(dir, name), e.UncertaintyMap, nifti.Options{Description: desc}); err != nil {
+				return nil, err
+			}
+			rep.Files["uncertainty-"+side] = name
+		}
+		name := "preview-" + side + ".png"
+		if err := writePreview(filepath.Join(dir, name), in.CT, e); err != nil {
+			return nil, err
+		}
+		rep.Files["preview-"+side] = name
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("analysis: report: %w", err)
+	}
+	rep.Files["report"] = "report.json"
+	return rep, nil
+}
+
+// earName is "right", "left" or "ear<n>" when the side is unknown.
+func earName(e Ear, n int) string {
+	switch e.Laterality {
+	case Right:
+		return "right"
+	case Left:
+		return "left"
+	}
+	return fmt.Sprintf("ear%d", n+1)
+}
+
+// Summary is one line per ear for a terminal.
+func (r *Result) Summary() string {
+	if r.Status != StatusDone {
+		return fmt.Sprintf("%s: %s", r.Status, r.Reason)
+	}
+	var b strings.Builder
+	for n, e := range r.Ears {
+		fmt.Fprintf(&b, "%s: volume %.1f mm³, uncertainty %.3g", earName(e, n), e.VolumeMM3, e.Uncertainty)
+		if e.Flag.Raised {
+			fmt.Fprintf(&b, ", FLAGGED (%s)", e.Flag.Reason)
+		}
+		for _, l := range e.Landmarks {
+			fmt.Fprintf(&b, "; %s (%.1f, %.1f, %.1f) mm", l.Name, l.PatientMM[0], l.PatientMM[1], l.PatientMM[2])
+		}
+		b.WriteByte('\n')
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
