@@ -33,6 +33,7 @@ func commands() []command {
 	cmds := []command{
 		// One line per subcommand; keep this list free of logic.
 		{name: "version", summary: "print the version", run: runVersion},
+		{name: "analyze", summary: "analyse a CT series offline (segmentation, landmarks, uncertainty)", run: runAnalyze},
 		{name: "echo", summary: "verify a DICOM peer with C-ECHO", run: runEcho},
 		{name: "push", summary: "send DICOM files and folders by C-STORE", run: runPush},
 	}

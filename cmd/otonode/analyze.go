@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/otonode/otonode/analysis"
+	"github.com/otonode/otonode/analysis/infer"
+	"github.com/otonode/otonode/analysis/tta"
+	"github.com/otonode/otonode/results"
+)
+
+func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("analyze", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "output folder (required)")
+	model := fs.String("model", os.Getenv("OTONODE_MODEL"), "model manifest (JSON beside the ONNX file); default $OTONODE_MODEL")
+	ortLib := fs.String("ort-lib", "", "path of libonnxruntime.so; default $ORT_LIB")
+	provider := fs.String("provider", "cpu", "ONNX Runtime execution provider: cpu or cuda (cuda needs a GPU build of ONNX Runtime)")
+	threads := fs.Int("threads", 0, "intra-op threads; 0 means one per core")
+	ttaSet := fs.String("tta", "", "comma-separated TTA transforms (identity,i90,…,k270); default all 10")
+	noDICOM := fs.Bool("no-dicom", false, "do not write the DICOM SEG and SR")
+	quiet := fs.Bool("quiet", false, "no progress")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: otonode analyze INPUT... --out DIR [--model MANIFEST]\n\n"+
+			"Analyse one CT series offline: DICOM files or folders, a NIfTI (.nii, .nii.gz) or an NRRD file.\n"+
+			"Writes segmentation.nii.gz, uncertainty maps, previews, report.json and, for DICOM input,\n"+
+			"the DICOM SEG and SR.")
+		fs.PrintDefaults()
+	}
+	inputs, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(inputs) == 0 || *out == "" {
+		return fmt.Errorf("%w: need INPUT and --out", errUsage)
+	}
+	if *model == "" {
+		return fmt.Errorf("%w: no model: give --model or set OTONODE_MODEL", errUsage)
+	}
+	var opts analysis.Options
+	if *ttaSet != "" {
+		if opts.TTA, err = tta.ByName(strings.Split(*ttaSet, ",")); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+	}
+	if !*quiet {
+		opts.Progress = stageProgress(stderr)
+	}
+	start := time.Now()
+	logf := func(format string, a ...any) {
+		if !*quiet {
+			fmt.Fprintf(stderr, "%6.1fs  "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
+		}
+	}
+	logf("reading %s", strings.Join(inputs, " "))
+	in, err := analysis.LoadInput(ctx, inputs)
+	if err != nil {
+		return err
+	}
+	logf("volume %v voxels of %.3g mm", in.CT.Size, in.CT.Affine.Spacing())
+	man, net, err := analysis.OpenModel(*model, *ortLib, infer.Options{Provider: infer.Provider(*provider), Threads: *threads})
+	if err != nil {
+		return err
+	}
+	defer net.Close()
+	if man.TrainedOnSyntheticPhantoms {
+		logf("model %s was trained on synthetic phantoms: NOT FOR DIAGNOSTIC USE", man.Name)
+	}
+	a := &analysis.Analyzer{Manifest: man, Model: net, Options: opts}
+	res, err := a.Analyze(ctx, in.CT)
+	if err != nil {
+		return err
+	}
+	if _, err := analysis.WriteOutputs(*out, in, res); err != nil {
+		return err
+	}
+	if in.Format == "dicom" && res.Status == analysis.StatusDone && !*noDICOM {
+		if empty := emptyEars(res); empty != "" {
+			// A segment with no voxel is not a valid SEG; the report and
+			// the flag say what happened.
+			logf("no DICOM SEG/SR: the %s ear has an empty segmentation", empty)
+		} else if err := writeDICOMResults(ctx, *out, in, res); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(stdout, res.Summary())
+	logf("done; outputs in %s", *out)
+	return nil
+}
+
+// writeDICOMResults writes seg.dcm and sr.dcm beside the other outputs.
+func writeDICOMResults(ctx context.Context, dir string, in *analysis.Input, res *analysis.Result) error {
+	src, err := results.ReadSource(ctx, in.Files)
+	if err != nil {
+		return err
+	}
+	w := &results.Writer{UIDs: results.RandomUIDs{}}
+	spread := map[analysis.Laterality]float64{}
+	for _, e := range res.Ears {
+		spread[e.Laterality] = e.VolumeSpreadMM3
+	}
+	seg, sr, err := w.Write(src, res, &results.Extras{VolumeSpreadMM3: spread})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "seg.dcm"), seg.File, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "sr.dcm"), sr.File, 0o644)
+}
+
+func emptyEars(res *analysis.Result) string {
+	for _, e := range res.Ears {
+		if e.VolumeMM3 == 0 {
+			return string(e.Laterality)
+		}
+	}
+	return ""
+}
+
+// stageProgress prints a one-line bar per stage on w.
+func stageProgress(w io.Writer) func(stage string, done, total int) {
+	return func(stage string, done, total int) {
+		const width = 20
+		n := width * done / max(total, 1)
+		fmt.Fprintf(w, "\r        %s [%s%s] %d/%d", stage, strings.Repeat("=", n), strings.Repeat(" ", width-n), done, total)
+		if done == total {
+			fmt.Fprintln(w)
+		}
+	}
+}
