@@ -1,0 +1,133 @@
+package scp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/otonode/otonode/scp/events"
+	"github.com/otonode/otonode/store/index"
+)
+
+// Outbox adapts the index's outbox to what events.Publisher takes.
+type Outbox struct{ Index *index.Index }
+
+// PendingOutbox implements events.Outbox.
+func (o Outbox) PendingOutbox(ctx context.Context, limit int) ([]events.OutboxMessage, error) {
+	rows, err := o.Index.PendingOutbox(ctx, limit)
+	out := make([]events.OutboxMessage, len(rows))
+	for i, r := range rows {
+		out[i] = events.OutboxMessage{ID: r.ID, Subject: r.Subject, MsgID: r.MsgID, Data: r.Data}
+	}
+	return out, err
+}
+
+// MarkOutboxSent implements events.Outbox.
+func (o Outbox) MarkOutboxSent(ctx context.Context, ids []int64) error {
+	return o.Index.MarkOutboxSent(ctx, ids)
+}
+
+// Reconciler re-publishes queued revisions that no worker claimed within
+// After: a message the broker lost (or a stream someone purged) does not
+// lose the series. It goes through the outbox like every message, in a
+// transaction that also restarts the revision's clock; the message id is
+// the revision's, so a message that was not lost is not stored twice.
+type Reconciler struct {
+	Index    *index.Index
+	After    time.Duration
+	Topology events.Topology
+	Source   events.Source
+	OnQueued func()
+	Metrics  *Metrics
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// Round re-publishes what is overdue and updates the queue-depth gauge.
+func (r *Reconciler) Round(ctx context.Context) (int, error) {
+	now := r.now()
+	queued, err := r.Index.SeriesInState(ctx, index.Queued, now)
+	if err != nil {
+		return 0, err
+	}
+	r.Metrics.QueueDepth.Set(float64(len(queued)))
+	n := 0
+	for _, se := range queued {
+		if now.Sub(se.UpdatedAt) < r.After {
+			continue
+		}
+		m, err := WorkMessage(r.Topology, r.Source, se)
+		if err != nil {
+			return n, err
+		}
+		err = r.Index.Transition(ctx, index.Transition{SeriesInstanceUID: se.SeriesInstanceUID, Revision: se.Revision,
+			From: []index.State{index.Queued}, To: index.Queued, Reason: se.Reason, Message: &m}, now)
+		if errors.Is(err, index.ErrState) || errors.Is(err, index.ErrNotFound) {
+			continue // claimed or overtaken meanwhile
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+		r.Metrics.Republished.Inc()
+		r.Logger.Warn("queued series not claimed in time, re-published", "series_instance_uid", se.SeriesInstanceUID,
+			"revision", se.Revision, "queued_for", now.Sub(se.UpdatedAt).Round(time.Second))
+	}
+	if n > 0 && r.OnQueued != nil {
+		r.OnQueued()
+	}
+	return n, nil
+}
+
+// Run reconciles until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) error {
+	every := r.After / 4
+	if every > 30*time.Second {
+		every = 30 * time.Second
+	}
+	if every < 100*time.Millisecond {
+		every = 100 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if _, err := r.Round(ctx); err != nil && ctx.Err() == nil {
+			r.Logger.Error("reconciler round", "err", err)
+		}
+	}
+}
+
+// MarkDeadLetter is the dead-letter mover's callback: the revision failed.
+func MarkDeadLetter(x *index.Index, log *slog.Logger) func(context.Context, events.DeadLetter) error {
+	return func(ctx context.Context, dl events.DeadLetter) error {
+		if dl.Job == nil {
+			return nil
+		}
+		reason := "dead letter (" + dl.Kind + ")"
+		if dl.Reason != "" {
+			reason += ": " + dl.Reason
+		}
+		err := x.Transition(ctx, index.Transition{SeriesInstanceUID: dl.Job.SeriesInstanceUID, Revision: dl.Job.Revision,
+			From: []index.State{index.Queued, index.Analysing}, To: index.Failed, Reason: reason}, time.Now())
+		if errors.Is(err, index.ErrState) || errors.Is(err, index.ErrNotFound) {
+			return nil
+		}
+		if err == nil {
+			log.Warn("series failed", "series_instance_uid", dl.Job.SeriesInstanceUID, "revision", dl.Job.Revision, "reason", reason)
+		}
+		return err
+	}
+}
