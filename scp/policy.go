@@ -12,50 +12,50 @@ import (
 // when the configuration names none: every image, SR, SEG and key-object
 // class a CT workflow or a PACS may send.
 var storageSOPClasses = []string{
-	"1.2.840.10008.5.1.4.1.1.1",       // Computed Radiography Image
-	"1.2.840.10008.5.1.4.1.1.1.1",     // Digital X-Ray Image – For Presentation
-	"1.2.840.10008.5.1.4.1.1.1.1.1",   // Digital X-Ray Image – For Processing
-	"1.2.840.10008.5.1.4.1.1.2",       // CT Image
-	"1.2.840.10008.5.1.4.1.1.2.1",     // Enhanced CT Image
-	"1.2.840.10008.5.1.4.1.1.2.2",     // Legacy Converted Enhanced CT Image
-	"1.2.840.10008.5.1.4.1.1.3.1",     // Ultrasound Multi-frame Image
-	"1.2.840.10008.5.1.4.1.1.4",       // MR Image
-	"1.2.840.10008.5.1.4.1.1.4.1",     // Enhanced MR Image
-	"1.2.840.10008.5.1.4.1.1.4.4",     // Legacy Converted Enhanced MR Image
-	"1.2.840.10008.5.1.4.1.1.6.1",     // Ultrasound Image
-	"1.2.840.10008.5.1.4.1.1.7",       // Secondary Capture Image
-	"1.2.840.10008.5.1.4.1.1.7.1",     // Multi-frame Single Bit SC
-	"1.2.840.10008.5.1.4.1.1.7.2",     // Multi-frame Grayscale Byte SC
-	"1.2.840.10008.5.1.4.1.1.7.3",     // Multi-frame Grayscale Word SC
-	"1.2.840.10008.5.1.4.1.1.7.4",     // Multi-frame True Color SC
-	"1.2.840.10008.5.1.4.1.1.11.1",    // Grayscale Softcopy Presentation State
-	"1.2.840.10008.5.1.4.1.1.12.1",    // X-Ray Angiographic Image
-	"1.2.840.10008.5.1.4.1.1.12.2",    // X-Ray Radiofluoroscopic Image
-	"1.2.840.10008.5.1.4.1.1.13.1.3",  // Breast Tomosynthesis Image
-	"1.2.840.10008.5.1.4.1.1.20",      // Nuclear Medicine Image
-	"1.2.840.10008.5.1.4.1.1.66",      // Raw Data
-	"1.2.840.10008.5.1.4.1.1.66.1",    // Spatial Registration
-	"1.2.840.10008.5.1.4.1.1.66.4",    // Segmentation
-	"1.2.840.10008.5.1.4.1.1.66.7",    // Label Map Segmentation
-	"1.2.840.10008.5.1.4.1.1.67",      // Real World Value Mapping
-	"1.2.840.10008.5.1.4.1.1.77.1.6",  // VL Whole Slide Microscopy Image
-	"1.2.840.10008.5.1.4.1.1.88.11",   // Basic Text SR
-	"1.2.840.10008.5.1.4.1.1.88.22",   // Enhanced SR
-	"1.2.840.10008.5.1.4.1.1.88.33",   // Comprehensive SR
-	"1.2.840.10008.5.1.4.1.1.88.34",   // Comprehensive 3D SR
-	"1.2.840.10008.5.1.4.1.1.88.35",   // Extensible SR
-	"1.2.840.10008.5.1.4.1.1.88.59",   // Key Object Selection Document
-	"1.2.840.10008.5.1.4.1.1.88.67",   // X-Ray Radiation Dose SR
-	"1.2.840.10008.5.1.4.1.1.88.68",   // Radiopharmaceutical Radiation Dose SR
-	"1.2.840.10008.5.1.4.1.1.104.1",   // Encapsulated PDF
-	"1.2.840.10008.5.1.4.1.1.128",     // PET Image
-	"1.2.840.10008.5.1.4.1.1.128.1",   // Legacy Converted Enhanced PET Image
-	"1.2.840.10008.5.1.4.1.1.130",     // Enhanced PET Image
-	"1.2.840.10008.5.1.4.1.1.481.1",   // RT Image
-	"1.2.840.10008.5.1.4.1.1.481.2",   // RT Dose
-	"1.2.840.10008.5.1.4.1.1.481.3",   // RT Structure Set
-	"1.2.840.10008.5.1.4.1.1.481.5",   // RT Plan
-	"1.2.840.10008.5.1.4.1.1.481.8",   // RT Ion Plan
+	"1.2.840.10008.5.1.4.1.1.1",      // Computed Radiography Image
+	"1.2.840.10008.5.1.4.1.1.1.1",    // Digital X-Ray Image – For Presentation
+	"1.2.840.10008.5.1.4.1.1.1.1.1",  // Digital X-Ray Image – For Processing
+	"1.2.840.10008.5.1.4.1.1.2",      // CT Image
+	"1.2.840.10008.5.1.4.1.1.2.1",    // Enhanced CT Image
+	"1.2.840.10008.5.1.4.1.1.2.2",    // Legacy Converted Enhanced CT Image
+	"1.2.840.10008.5.1.4.1.1.3.1",    // Ultrasound Multi-frame Image
+	"1.2.840.10008.5.1.4.1.1.4",      // MR Image
+	"1.2.840.10008.5.1.4.1.1.4.1",    // Enhanced MR Image
+	"1.2.840.10008.5.1.4.1.1.4.4",    // Legacy Converted Enhanced MR Image
+	"1.2.840.10008.5.1.4.1.1.6.1",    // Ultrasound Image
+	"1.2.840.10008.5.1.4.1.1.7",      // Secondary Capture Image
+	"1.2.840.10008.5.1.4.1.1.7.1",    // Multi-frame Single Bit SC
+	"1.2.840.10008.5.1.4.1.1.7.2",    // Multi-frame Grayscale Byte SC
+	"1.2.840.10008.5.1.4.1.1.7.3",    // Multi-frame Grayscale Word SC
+	"1.2.840.10008.5.1.4.1.1.7.4",    // Multi-frame True Color SC
+	"1.2.840.10008.5.1.4.1.1.11.1",   // Grayscale Softcopy Presentation State
+	"1.2.840.10008.5.1.4.1.1.12.1",   // X-Ray Angiographic Image
+	"1.2.840.10008.5.1.4.1.1.12.2",   // X-Ray Radiofluoroscopic Image
+	"1.2.840.10008.5.1.4.1.1.13.1.3", // Breast Tomosynthesis Image
+	"1.2.840.10008.5.1.4.1.1.20",     // Nuclear Medicine Image
+	"1.2.840.10008.5.1.4.1.1.66",     // Raw Data
+	"1.2.840.10008.5.1.4.1.1.66.1",   // Spatial Registration
+	"1.2.840.10008.5.1.4.1.1.66.4",   // Segmentation
+	"1.2.840.10008.5.1.4.1.1.66.7",   // Label Map Segmentation
+	"1.2.840.10008.5.1.4.1.1.67",     // Real World Value Mapping
+	"1.2.840.10008.5.1.4.1.1.77.1.6", // VL Whole Slide Microscopy Image
+	"1.2.840.10008.5.1.4.1.1.88.11",  // Basic Text SR
+	"1.2.840.10008.5.1.4.1.1.88.22",  // Enhanced SR
+	"1.2.840.10008.5.1.4.1.1.88.33",  // Comprehensive SR
+	"1.2.840.10008.5.1.4.1.1.88.34",  // Comprehensive 3D SR
+	"1.2.840.10008.5.1.4.1.1.88.35",  // Extensible SR
+	"1.2.840.10008.5.1.4.1.1.88.59",  // Key Object Selection Document
+	"1.2.840.10008.5.1.4.1.1.88.67",  // X-Ray Radiation Dose SR
+	"1.2.840.10008.5.1.4.1.1.88.68",  // Radiopharmaceutical Radiation Dose SR
+	"1.2.840.10008.5.1.4.1.1.104.1",  // Encapsulated PDF
+	"1.2.840.10008.5.1.4.1.1.128",    // PET Image
+	"1.2.840.10008.5.1.4.1.1.128.1",  // Legacy Converted Enhanced PET Image
+	"1.2.840.10008.5.1.4.1.1.130",    // Enhanced PET Image
+	"1.2.840.10008.5.1.4.1.1.481.1",  // RT Image
+	"1.2.840.10008.5.1.4.1.1.481.2",  // RT Dose
+	"1.2.840.10008.5.1.4.1.1.481.3",  // RT Structure Set
+	"1.2.840.10008.5.1.4.1.1.481.5",  // RT Plan
+	"1.2.840.10008.5.1.4.1.1.481.8",  // RT Ion Plan
 }
 
 // StorageSOPClasses returns the built-in list of accepted storage SOP
