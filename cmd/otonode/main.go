@@ -34,6 +34,7 @@ func commands() []command {
 		// One line per subcommand; keep this list free of logic.
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "analyze", summary: "analyse a CT series offline (segmentation, landmarks, uncertainty)", run: runAnalyze},
+		{name: "evaluate", summary: "score the analysis on a labelled dataset with the paper's metrics", run: runEvaluate},
 		{name: "echo", summary: "verify a DICOM peer with C-ECHO", run: runEcho},
 		{name: "push", summary: "send DICOM files and folders by C-STORE", run: runPush},
 	}
