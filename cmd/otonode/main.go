@@ -37,6 +37,8 @@ func commands() []command {
 		{name: "evaluate", summary: "score the analysis on a labelled dataset with the paper's metrics", run: runEvaluate},
 		{name: "echo", summary: "verify a DICOM peer with C-ECHO", run: runEcho},
 		{name: "push", summary: "send DICOM files and folders by C-STORE", run: runPush},
+		{name: "serve", summary: "run the ingest node (C-STORE SCP, index, completion, NATS events)", run: runServe},
+		{name: "complete", summary: "complete a receiving series now (via the node's HTTP API)", run: runComplete},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
