@@ -17,12 +17,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("config", "", "YAML configuration file")
-	natsURL := fs.String("nats", "", "NATS URL (default: an embedded server under the data directory)")
-	database := fs.String("database", "", "PostgreSQL URL postgres://… (default: SQLite under the data directory)")
+	natsURL := fs.String("nats", "", "NATS URL, short for --nats.url (default: an embedded server under the data directory)")
 	grace := fs.Duration("grace", 30*time.Second, "how long running associations may take to finish at shutdown")
 	apply := config.BindFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: otonode serve [--config FILE] [--nats URL] [--database URL] [--SETTING VALUE ...]
+		fmt.Fprintln(stderr, `usage: otonode serve [--config FILE] [--nats URL] [--database postgres://…] [--SETTING VALUE ...]
 
 Run the ingest node: C-STORE SCP, index, series completion, NATS events.
 Settings come from defaults, the YAML file, OTONODE_* environment variables
@@ -52,9 +51,6 @@ and flags, in that order (flags win).`)
 	}
 	if *natsURL != "" {
 		cfg.NATS.URL = *natsURL
-	}
-	if *database != "" {
-		cfg.Database = *database
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
