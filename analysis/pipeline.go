@@ -187,6 +187,14 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 		ear.Landmarks = append(ear.Landmarks, Landmark{Name: name, PatientMM: mm, Voxel: inv.Apply(mm), Peak: float64(v)})
 	}
 
+	// The shape of the labyrinth tells its side whatever the orientation;
+	// the position of the middle-ear air (the ROI's guess) is the fallback.
+	if c, ok := centroidMM(prob, mg, thr); ok {
+		l := ear.Landmarks
+		if side := sideFromShape(l[0].PatientMM, l[1].PatientMM, l[2].PatientMM, c); side != "" {
+			ear.Laterality = side
+		}
+	}
 	ear.Uncertainty = uncertaintyScore(prob, spread, mg, thr, m.Uncertainty.MarginMM)
 	ear.UncertaintyMap = &volume.Volume[float32]{Grid: mg, Data: spread}
 	ear.Flag = a.flag(ear)
@@ -310,6 +318,25 @@ func peak(h []float32, n [3]int) (float32, [3]float64) {
 		}
 	}
 	return h[best], p
+}
+
+// centroidMM is the patient position of the centroid of the voxels at or
+// above thr.
+func centroidMM(prob []float32, g volume.Grid, thr float32) ([3]float64, bool) {
+	var sum [3]float64
+	var n float64
+	for idx, p := range prob {
+		if p >= thr {
+			sum[0] += float64(idx % g.Size[0])
+			sum[1] += float64(idx / g.Size[0] % g.Size[1])
+			sum[2] += float64(idx / (g.Size[0] * g.Size[1]))
+			n++
+		}
+	}
+	if n == 0 {
+		return [3]float64{}, false
+	}
+	return g.Affine.Apply([3]float64{sum[0] / n, sum[1] / n, sum[2] / n}), true
 }
 
 // uncertaintyScore is the mean TTA standard deviation over the predicted
