@@ -33,7 +33,10 @@ func TestEchoOursToOurs(t *testing.T) {
 func TestStoreOursToOurs(t *testing.T) {
 	files := []string{ctExplicit, mrImplicit, ctBig, rtplan, jpegLossless, jpegLL57, rleMR}
 	rec := &recorder{}
-	ts := dimsetest.NewServer(storageServer(rec))
+	srv := storageServer(rec)
+	// A small maximum PDU on the server side forces many fragments.
+	srv.MaxPDULength = 4096
+	ts := dimsetest.NewServer(srv)
 	defer ts.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -48,8 +51,6 @@ func TestStoreOursToOurs(t *testing.T) {
 		want[fm.MediaStorageSOPInstanceUID] = ds
 		paths = append(paths, p)
 	}
-	// A small maximum PDU on the server side forces many fragments.
-	ts.Server.MaxPDULength = 4096
 	a, err := dimse.Dial(ctx, ts.Addr, dimse.DialOptions{CalledAETitle: "OTONODE", CallingAETitle: "PUSHER", Proposals: props})
 	if err != nil {
 		t.Fatal(err)
