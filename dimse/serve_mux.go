@@ -58,8 +58,21 @@ type Request struct {
 	ctx context.Context
 }
 
-// Context is cancelled when the server closes.
-func (r *Request) Context() context.Context { return r.ctx }
+// Context is cancelled when the server closes. A Request built outside a
+// server (in a test) has context.Background.
+func (r *Request) Context() context.Context {
+	if r.ctx == nil {
+		return context.Background()
+	}
+	return r.ctx
+}
+
+// WithContext returns a shallow copy of r with its context set to ctx.
+func (r *Request) WithContext(ctx context.Context) *Request {
+	r2 := *r
+	r2.ctx = ctx
+	return &r2
+}
 
 // SOPClassUID is the request's Affected SOP Class UID.
 func (r *Request) SOPClassUID() string { return r.Command.AffectedSOPClassUID }
