@@ -94,6 +94,12 @@ func TestStorescuToOurs(t *testing.T) {
 		checkReceived(t, rec, paths...)
 	})
 
+	t.Run("storescu --max-pdu 4096", func(t *testing.T) {
+		p := corpus(t, overlayMR)
+		runTool(t, ctx, "storescu", "-aec", "OTONODE", "--max-pdu", "4096", ts.Host(), ts.Port(), p)
+		checkReceived(t, rec, p)
+	})
+
 	t.Run("-xs JPEG lossless", func(t *testing.T) {
 		p, q := corpus(t, jpegLossless), corpus(t, scJPEGLL)
 		runTool(t, ctx, "storescu", "-aec", "OTONODE", "-xs", ts.Host(), ts.Port(), p, q)
@@ -221,13 +227,16 @@ func TestOursToStorescp(t *testing.T) {
 	tests := []struct {
 		name  string
 		files []string
+		extra []string
 	}{
-		{"uncompressed", []string{ctExplicit, mrImplicit, ctBig, rtplan}},
-		{"JPEG lossless kept in its own transfer syntax", []string{jpegLossless, jpegLL70}},
+		{"uncompressed", []string{ctExplicit, mrImplicit, ctBig, rtplan}, nil},
+		{"JPEG lossless kept in its own transfer syntax", []string{jpegLossless, jpegLL70}, nil},
+		// Our fragments must fit the peer's Maximum Length Received.
+		{"storescp --max-pdu 4096", []string{ctBig}, []string{"--max-pdu", "4096"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			addr, dir := startStorescp(t)
+			addr, dir := startStorescp(t, tt.extra...)
 			var paths []string
 			for _, f := range tt.files {
 				paths = append(paths, corpus(t, f))
