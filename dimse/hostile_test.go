@@ -305,3 +305,44 @@ func TestStoreMemoryBounded(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// A C-STORE whose SOP class is not its context's abstract syntax is refused
+// without reaching the handler, and the association goes on.
+func TestStoreOnAnotherClassesContext(t *testing.T) {
+	var called atomic.Int64
+	mux := dimse.NewServeMux()
+	mux.HandleFunc(dimse.CStoreRQField, "", func(w dimse.ResponseWriter, r *dimse.Request) {
+		called.Add(1)
+		w.WriteStatus(dimse.StatusSuccess)
+	})
+	ts := dimsetest.NewServer(&dimse.Server{AETitle: "OTONODE", Handler: mux, Syntaxes: []dimse.Syntax{
+		{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ImplicitVRLittleEndian}},
+		{AbstractSyntax: dimse.CTImageStorage, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian}}}})
+	defer ts.Close()
+	c := rawAssociate(t, ts.Addr)
+	cmd, _ := (&dimse.CStoreRQ{MessageID: 7, AffectedSOPClassUID: "1.2.840.10008.5.1.4.1.1.4", AffectedSOPInstanceUID: "9.9"}).Command().Encode(nil)
+	write(t, c, pdata(3, 3, cmd))
+	write(t, c, pdata(3, 2, []byte{8, 0, 0x16, 0, 'U', 'I', 2, 0, '1', 0}))
+	var rsp []byte
+	for {
+		p, err := readRawPDU(c, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := p.(*dimse.PDataTF).Values[0]
+		rsp = append(rsp, v.Data...)
+		if v.IsLast() {
+			break
+		}
+	}
+	got, err := dimse.DecodeCommand(rsp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.CommandField != dimse.CStoreRSPField || got.Status != dimse.StatusSOPClassNotSupported || got.MessageIDBeingRespondedTo != 7 {
+		t.Fatalf("response %+v", got)
+	}
+	if called.Load() != 0 {
+		t.Fatal("handler saw a request on another class's context")
+	}
+}

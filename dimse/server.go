@@ -351,16 +351,23 @@ func (s *Server) serveRequest(a *association, h Handler, info *AssociationInfo, 
 		r.Body = body
 	}
 	w := &response{}
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				log.Error("handler panic", "command", c.CommandField.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-				w.status, w.written = StatusProcessingFailure, true
-				w.comment = "internal error"
-			}
+	if c.AffectedSOPClassUID != "" && c.AffectedSOPClassUID != pc.AbstractSyntax {
+		// A request's SOP class is its context's abstract
+		// syntax; the handler must not see, say, a CT on an MR context.
+		w.WriteStatus(StatusSOPClassNotSupported)
+		w.SetErrorComment("SOP class differs from the presentation context's")
+	} else {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					log.Error("handler panic", "command", c.CommandField.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+					w.status, w.written = StatusProcessingFailure, true
+					w.comment = "internal error"
+				}
+			}()
+			h.ServeDIMSE(w, r)
 		}()
-		h.ServeDIMSE(w, r)
-	}()
+	}
 	if body != nil {
 		if err := body.drain(); err != nil {
 			return err
