@@ -120,6 +120,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
+// AnnouncementID is the message id of a revision's series-complete event.
+// The index keeps outbox message ids unique across subjects, and the work
+// job of the same revision has events.MsgID, so the event's id differs.
+func AnnouncementID(seriesUID string, revision int) string {
+	return events.MsgID(seriesUID, revision) + "/complete"
+}
+
 // Announcer builds the series-complete event of a completion, written to
 // the outbox in the completion's transaction.
 func Announcer(topo events.Topology, src events.Source) func(index.Completion) (index.Message, error) {
@@ -129,7 +136,7 @@ func Announcer(topo events.Topology, src events.Source) func(index.Completion) (
 			Revision: c.Revision, Instances: c.Instances, Reason: c.Reason, CompletedAt: c.CompletedAt,
 			Source: src,
 		})
-		return index.Message{Subject: topo.SeriesCompleteSubject(), MsgID: events.MsgID(c.SeriesInstanceUID, c.Revision),
+		return index.Message{Subject: topo.SeriesCompleteSubject(), MsgID: AnnouncementID(c.SeriesInstanceUID, c.Revision),
 			Data: data}, err
 	}
 }

@@ -194,8 +194,8 @@ func (n *Node) wire() error {
 	n.Scheduler = &Scheduler{Index: n.Index, Policy: policy, Metrics: n.Metrics, Logger: lg.With("component", "completion"),
 		OnComplete: func([]index.Completion) { n.Publisher.Notify(); n.Selector.Poke() }}
 	n.Scheduler.init()
-	n.Reconciler = &Reconciler{Index: n.Index, After: cfg.Completion.ReconcileAfter, Topology: n.Topology, Source: n.Source,
-		OnQueued: n.Publisher.Notify, Metrics: n.Metrics, Logger: lg.With("component", "reconciler")}
+	n.Reconciler = &Reconciler{Index: n.Index, JS: n.JS, After: cfg.Completion.ReconcileAfter, Topology: n.Topology,
+		Source: n.Source, Metrics: n.Metrics, Logger: lg.With("component", "reconciler")}
 	n.Mover = &events.Mover{JS: n.JS, Topology: n.Topology, OnDeadLetter: MarkDeadLetter(n.Index, lg),
 		Logger: lg.With("component", "dead-letters")}
 

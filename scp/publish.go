@@ -3,8 +3,12 @@ package scp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/otonode/otonode/scp/events"
 	"github.com/otonode/otonode/store/index"
@@ -30,15 +34,16 @@ func (o Outbox) MarkOutboxSent(ctx context.Context, ids []int64) error {
 
 // Reconciler re-publishes queued revisions that no worker claimed within
 // After: a message the broker lost (or a stream someone purged) does not
-// lose the series. It goes through the outbox like every message, in a
-// transaction that also restarts the revision's clock; the message id is
-// the revision's, so a message that was not lost is not stored twice.
+// lose the series. It publishes the revision's job again with the same
+// message id, so a job that was not lost is not stored twice, then
+// restarts the revision's clock under the series lock. (It cannot go
+// through the outbox: the index keeps one outbox row per message id.)
 type Reconciler struct {
 	Index    *index.Index
+	JS       jetstream.JetStream
 	After    time.Duration
 	Topology events.Topology
 	Source   events.Source
-	OnQueued func()
 	Metrics  *Metrics
 	Logger   *slog.Logger
 	Now      func() time.Time
@@ -68,10 +73,15 @@ func (r *Reconciler) Round(ctx context.Context) (int, error) {
 		if err != nil {
 			return n, err
 		}
+		msg := nats.NewMsg(m.Subject)
+		msg.Data = m.Data
+		if _, err := r.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(m.MsgID)); err != nil {
+			return n, fmt.Errorf("scp: re-publish %s: %w", m.MsgID, err)
+		}
 		err = r.Index.Transition(ctx, index.Transition{SeriesInstanceUID: se.SeriesInstanceUID, Revision: se.Revision,
-			From: []index.State{index.Queued}, To: index.Queued, Reason: se.Reason, Message: &m}, now)
+			From: []index.State{index.Queued}, To: index.Queued, Reason: se.Reason}, r.now())
 		if errors.Is(err, index.ErrState) || errors.Is(err, index.ErrNotFound) {
-			continue // claimed or overtaken meanwhile
+			continue // claimed or overtaken meanwhile; the claim makes the copy harmless
 		}
 		if err != nil {
 			return n, err
@@ -80,9 +90,6 @@ func (r *Reconciler) Round(ctx context.Context) (int, error) {
 		r.Metrics.Republished.Inc()
 		r.Logger.Warn("queued series not claimed in time, re-published", "series_instance_uid", se.SeriesInstanceUID,
 			"revision", se.Revision, "queued_for", now.Sub(se.UpdatedAt).Round(time.Second))
-	}
-	if n > 0 && r.OnQueued != nil {
-		r.OnQueued()
 	}
 	return n, nil
 }
