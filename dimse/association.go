@@ -290,7 +290,10 @@ func (w *pdvWriter) flush(last bool) error {
 		b[11] |= pdvLast
 	}
 	w.n = 0
-	if _, err := w.a.m.signal(evt9, &encodedPDU{typ: TypePDataTF, b: b}); err != nil {
+	w.a.m.hold = !last
+	_, err := w.a.m.signal(evt9, &encodedPDU{typ: TypePDataTF, b: b})
+	w.a.m.hold = false
+	if err != nil {
 		return w.a.fail(err)
 	}
 	return nil

@@ -16,8 +16,12 @@ import (
 // call signal, received PDUs come through receive. Indications are returned
 // to the caller rather than queued.
 type machine struct {
-	conn      net.Conn
-	br        *bufio.Reader // reads conn; PDU headers would otherwise cost a system call each
+	conn net.Conn
+	br   *bufio.Reader // reads conn; PDU headers would otherwise cost a system call each
+	bw   *bufio.Writer // gathers the fragments of one message into fewer writes
+	// hold, set while a message has more fragments to come, defers the
+	// flush of bw; everything else is flushed as it is written.
+	hold      bool
 	state     state
 	requestor bool
 
@@ -257,8 +261,16 @@ func (m *machine) write(p PDU) error {
 	if m.writeTimeout > 0 && !m.cancelled.Load() {
 		m.conn.SetWriteDeadline(time.Now().Add(m.writeTimeout))
 	}
-	_, err := m.conn.Write(b)
-	return err
+	if m.bw == nil {
+		m.bw = bufio.NewWriterSize(m.conn, 64<<10)
+	}
+	if _, err := m.bw.Write(b); err != nil {
+		return err
+	}
+	if m.hold {
+		return nil
+	}
+	return m.bw.Flush()
 }
 
 func (m *machine) startARTIM() {
