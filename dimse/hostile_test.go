@@ -346,3 +346,21 @@ func TestStoreOnAnotherClassesContext(t *testing.T) {
 		t.Fatal("handler saw a request on another class's context")
 	}
 }
+
+// An association that falls silent is aborted after IdleTimeout.
+func TestIdleTimeoutAborts(t *testing.T) {
+	ts := dimsetest.NewServer(&dimse.Server{AETitle: "OTONODE", IdleTimeout: 200 * time.Millisecond,
+		ARTIMTimeout: 200 * time.Millisecond, Syntaxes: []dimse.Syntax{
+			{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ImplicitVRLittleEndian}},
+			{AbstractSyntax: dimse.CTImageStorage, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian}}}})
+	defer ts.Close()
+	c := rawAssociate(t, ts.Addr)
+	start := time.Now()
+	p := expectEnd(t, c, 3*time.Second)
+	if _, ok := p.(*dimse.AAbort); !ok {
+		t.Fatalf("ended with %v, want an A-ABORT", p)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Fatalf("aborted after %v, before the idle timeout", d)
+	}
+}
