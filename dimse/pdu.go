@@ -1,7 +1,3 @@
-// Package dimse implements the DICOM upper layer (PS3.8) and DIMSE messaging
-// (PS3.7): PDUs, association negotiation, the upper-layer state machine, P-DATA
-// fragmentation, command sets, and an SCP server and SCU client shaped like
-// net/http. Data sets travel as streams; nothing here buffers a whole instance.
 package dimse
 
 import (
