@@ -161,6 +161,7 @@ func WriteSeries(ctx context.Context, dir string, ct *volume.Volume[int16], info
 		str(0x00100030, "DA", id.PatientBirthDate),
 		str(0x00100040, "CS", id.PatientSex),
 		str(0x00120062, "CS", "YES"), // Patient Identity Removed: it never existed
+		str(0x00120063, "LO", "synthetic phantom, no real patient"),
 		str(0x00180015, "CS", "HEAD"),
 		ds(0x00180050, thick),
 		ds(0x00180060, im.KVP),
