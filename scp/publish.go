@@ -34,10 +34,18 @@ func (o Outbox) MarkOutboxSent(ctx context.Context, ids []int64) error {
 
 // Reconciler re-publishes queued revisions that no worker claimed within
 // After: a message the broker lost (or a stream someone purged) does not
-// lose the series. It publishes the revision's job again with the same
-// message id, so a job that was not lost is not stored twice, then
-// restarts the revision's clock under the series lock. (It cannot go
-// through the outbox: the index keeps one outbox row per message id.)
+// lose the series. It publishes the revision's job again and restarts the
+// revision's clock under the series lock, so each revision is re-published
+// at most once per After.
+//
+// The copy needs a message id of its own: JetStream remembers ids for the
+// duplicate window even after the message is gone, so the revision's id
+// would make the copy a no-op. The id is the revision's plus the time the
+// revision last changed, so a crash between publishing and the transition
+// repeats the same id (stored once). When the first job was not lost, a
+// worker sees two; its claim on (series, revision, model) drops the
+// second. (The copy cannot go through the outbox: the index keeps one
+// outbox row per message id.)
 type Reconciler struct {
 	Index    *index.Index
 	JS       jetstream.JetStream
@@ -75,7 +83,8 @@ func (r *Reconciler) Round(ctx context.Context) (int, error) {
 		}
 		msg := nats.NewMsg(m.Subject)
 		msg.Data = m.Data
-		if _, err := r.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(m.MsgID)); err != nil {
+		id := RetryID(se.SeriesInstanceUID, se.Revision, se.UpdatedAt)
+		if _, err := r.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 			return n, fmt.Errorf("scp: re-publish %s: %w", m.MsgID, err)
 		}
 		err = r.Index.Transition(ctx, index.Transition{SeriesInstanceUID: se.SeriesInstanceUID, Revision: se.Revision,
@@ -92,6 +101,11 @@ func (r *Reconciler) Round(ctx context.Context) (int, error) {
 			"revision", se.Revision, "queued_for", now.Sub(se.UpdatedAt).Round(time.Second))
 	}
 	return n, nil
+}
+
+// RetryID is the message id of a job the reconciler re-publishes.
+func RetryID(seriesUID string, revision int, changed time.Time) string {
+	return fmt.Sprintf("%s/retry-%d", events.MsgID(seriesUID, revision), changed.UnixMicro())
 }
 
 // Run reconciles until ctx ends.
