@@ -232,11 +232,30 @@ type Instance struct {
 }
 
 // Store performs C-STORE (PS3.7 9.1.1), streaming inst.DataSet verbatim on
-// an accepted context whose transfer syntax is the instance's own; without
-// one it returns ErrNoContext and sends nothing. A failure or cancel status
-// is a *StatusError; warnings return the response with a nil error.
+// an accepted context whose transfer syntax is the instance's own. Only
+// when the peer took the SOP class in implicit VR little endian alone is an
+// explicit VR little endian data set transcoded on the way; compressed data
+// is never touched. Without a usable context Store returns ErrNoContext and
+// sends nothing. A failure or cancel status is a *StatusError; warnings
+// return the response with a nil error.
 func (a *Association) Store(ctx context.Context, inst Instance) (*CStoreRSP, error) {
 	pc, err := a.context(inst.SOPClassUID, inst.TransferSyntaxUID)
+	if err != nil && inst.TransferSyntaxUID == ExplicitVRLittleEndian {
+		if ipc, ierr := a.context(inst.SOPClassUID, ImplicitVRLittleEndian); ierr == nil {
+			pc, err = ipc, nil
+			pr, pw := io.Pipe()
+			src, done := inst.DataSet, make(chan struct{})
+			go func() {
+				defer close(done)
+				pw.CloseWithError(ExplicitToImplicitLE(pw, src))
+			}()
+			defer func() {
+				pr.Close() // stops the transcoder if the send ended early
+				<-done
+			}()
+			inst.DataSet = pr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@ package dimse
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -66,6 +68,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	WriteFileMeta(meta, FileMeta{MediaStorageSOPClassUID: CTImageStorage, MediaStorageSOPInstanceUID: "1.2.3", TransferSyntaxUID: ExplicitVRLittleEndian})
 	meta.Write([]byte{8, 0, 0x18, 0, 'U', 'I', 2, 0, '1', 0})
 	write("FuzzReadFileMeta", [][]byte{meta.Bytes()})
+	write("FuzzExplicitToImplicit", transcodeSeeds())
 }
 
 // FuzzDecodePDU: decoding never panics, errors are typed, and what decodes
@@ -147,6 +150,55 @@ func FuzzDecodeCommand(f *testing.F) {
 		enc2, _ := m2.Command().Encode(nil)
 		if !bytes.Equal(enc, enc2) {
 			t.Fatalf("encoding not stable:\n% x\n% x", enc, enc2)
+		}
+	})
+}
+
+// transcodeSeeds are explicit VR little endian data sets with defined and
+// undefined length sequences, nested items and an undefined-length UN.
+func transcodeSeeds() [][]byte {
+	el := func(g, e uint16, vr string, v []byte) []byte {
+		b := binary.LittleEndian.AppendUint16(nil, g)
+		b = binary.LittleEndian.AppendUint16(b, e)
+		b = append(b, vr...)
+		if longVR(vr) {
+			b = append(b, 0, 0)
+			return append(binary.LittleEndian.AppendUint32(b, uint32(len(v))), v...)
+		}
+		return append(binary.LittleEndian.AppendUint16(b, uint16(len(v))), v...)
+	}
+	item := func(content []byte) []byte {
+		return append(binary.LittleEndian.AppendUint32([]byte{0xFE, 0xFF, 0x00, 0xE0}, uint32(len(content))), content...)
+	}
+	inner := el(0x0008, 0x0100, "SH", []byte("CODE12"))
+	defined := el(0x0008, 0x1115, "SQ", append(item(inner), item(el(0x0008, 0x1150, "UI", []byte("1.2\x00")))...))
+	undef := append([]byte{0x40, 0x00, 0x60, 0xA7, 'S', 'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+		0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF}, inner...)
+	undef = append(undef, 0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0)
+	un := []byte{0x09, 0x00, 0x10, 0x10, 'U', 'N', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+		0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF, 0x08, 0x00, 0x00, 0x01, 2, 0, 0, 0, 'A', 'B',
+		0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0}
+	pixels := el(0x7FE0, 0x0010, "OW", make([]byte, 16))
+	all := append(append(append(append(el(0x0008, 0x0016, "UI", []byte("1.2\x00")), defined...), undef...), un...), pixels...)
+	return [][]byte{all, defined, undef, un}
+}
+
+// FuzzExplicitToImplicit: the transcoder never panics, and what it accepts
+// decodes as an implicit VR data set of the same elements.
+func FuzzExplicitToImplicit(f *testing.F) {
+	for _, s := range transcodeSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		if err := ExplicitToImplicitLE(&out, bytes.NewReader(in)); err != nil {
+			if !errors.Is(err, ErrTranscode) {
+				t.Fatalf("untyped error: %v", err)
+			}
+			return
+		}
+		if out.Len() > 4*len(in)+64 {
+			t.Fatalf("%d bytes in, %d out", len(in), out.Len())
 		}
 	})
 }
