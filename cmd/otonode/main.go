@@ -39,6 +39,7 @@ func commands() []command {
 		{name: "push", summary: "send DICOM files and folders by C-STORE", run: runPush},
 		{name: "serve", summary: "run the ingest node (C-STORE SCP, index, completion, NATS events)", run: runServe},
 		{name: "complete", summary: "complete a receiving series now (via the node's HTTP API)", run: runComplete},
+		{name: "phantom", summary: "generate synthetic temporal-bone CT with ground truth (case, dataset, preview)", run: runPhantom},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
