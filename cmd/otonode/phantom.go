@@ -315,4 +315,3 @@ func (b *bar) finish() {
 		fmt.Fprintln(b.w)
 	}
 }
-
