@@ -160,5 +160,4 @@ var (
 	ErrMessageTooLarge = errors.New("dimse: message exceeds the reassembly bound")
 	ErrProtocol        = errors.New("dimse: protocol error")
 	ErrInvalidAETitle  = errors.New("dimse: invalid AE title")
-	ErrClosed          = errors.New("dimse: association closed")
 )

@@ -157,7 +157,7 @@ func TestClientContextCancel(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("cancel took %v", d)
 	}
-	if err := a.Echo(context.Background()); err == nil {
-		t.Fatal("association still usable after a cancelled operation")
+	if err := a.Echo(context.Background()); !errors.Is(err, dimse.ErrAborted) {
+		t.Fatalf("after a cancelled operation: %v, want ErrAborted", err)
 	}
 }
