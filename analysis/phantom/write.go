@@ -1,6 +1,8 @@
 package phantom
 
 import (
+	"bufio"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -81,11 +83,15 @@ func WriteCase(ctx context.Context, dir, id string, c *Case, opt WriteOptions) e
 		}
 		info.Ears = ears
 	}
+	// The CT's noise makes gzip slow; write it with the fastest level and
+	// alongside the DICOM series.
 	desc := "otonode phantom " + info.Tokens
-	if err := nifti.WriteFile(filepath.Join(dir, FileCT), ct, nifti.Options{Description: desc}); err != nil {
-		return err
-	}
+	ctErr := make(chan error, 1)
+	go func() {
+		ctErr <- writeNIfTIFast(filepath.Join(dir, FileCT), ct, nifti.Options{Description: desc})
+	}()
 	if err := nifti.WriteFile(filepath.Join(dir, FileLabel), lab, nifti.Options{Description: "labyrinth 1 cochlea 2 vestibule 3 canals"}); err != nil {
+		<-ctErr
 		return err
 	}
 	cj := caseJSON{Info: info, ID: id, Files: fileNames{CT: FileCT, Label: FileLabel, Landmarks: FileLandmarks},
@@ -99,13 +105,43 @@ func WriteCase(ctx context.Context, dir, id string, c *Case, opt WriteOptions) e
 			cj.DICOMGrid = &full
 		}
 		if _, err := WriteSeries(ctx, filepath.Join(dir, DirDICOM), c.CT, &c.Info, SeriesOptions{Workers: opt.Workers, Progress: opt.Progress}); err != nil {
+			<-ctErr
 			return err
 		}
+	}
+	if err := <-ctErr; err != nil {
+		return err
 	}
 	if err := writeJSON(filepath.Join(dir, FileLandmarks), markups(info)); err != nil {
 		return err
 	}
 	return writeJSON(filepath.Join(dir, FileCase), cj)
+}
+
+// writeNIfTIFast writes a .nii.gz with gzip's fastest level.
+func writeNIfTIFast[T volume.Scalar](path string, v *volume.Volume[T], o nifti.Options) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("phantom: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("phantom: %w", cerr)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	zw, err := gzip.NewWriterLevel(bw, gzip.BestSpeed)
+	if err != nil {
+		return err
+	}
+	o.Gzip = false
+	if err := nifti.Write(zw, v, o); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return fmt.Errorf("phantom: %w", err)
+	}
+	return bw.Flush()
 }
 
 func writeJSON(path string, v any) error {
