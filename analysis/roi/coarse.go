@@ -129,7 +129,21 @@ func (c *coarse) cavities(lv levels) []cluster {
 			}
 		}
 	}
-	return c.clusters(enclosed)
+	// Fluid and air form separate cavities: the vestibule's fluid must not
+	// join the middle ear's air through a window that the coarse step
+	// cannot resolve. (A dry specimen's labyrinth is air throughout.)
+	fluid := make([]bool, n)
+	air := make([]bool, n)
+	for i, e := range enclosed {
+		if e {
+			if c.data[i] < lv.air {
+				air[i] = true
+			} else {
+				fluid[i] = true
+			}
+		}
+	}
+	return append(c.clusters(fluid), c.clusters(air)...)
 }
 
 func sq(x float64) float64 { return x * x }
