@@ -105,7 +105,7 @@ func earLayers(L *labyrinth, S *Surroundings, les lesionSpec, frame, ear int, ce
 
 	// Middle ear, EAC, antrum.
 	add1(TAir, "middle_ear", unionF(
-		ellF(o(0.5*tm+1.3, 0.8, -0.5), vec3{0.5*tm + 0.05, 5.0 * s, 5.5 * s}, ident3),
+		ellF(o(0.5*tm+1.3, 0.8, -0.5), vec3{0.5*tm + 0.35, 5.5 * s, 6.0 * s}, ident3),
 		ellF(o(0.5*tm+1.2, -0.4, 4.3), vec3{0.5*tm + 0.6, 3.6 * s, 2.3 * s}, ident3),
 		tubeF(o(tm+1.0, 1, -1), o(40, 3, 1), S.EACRadiusMM, S.EACRadiusMM+0.8),
 		tubeF(o(0.5*tm+1.2, -3.0, 4.5), o(0.5*tm+1.6, -8, 3.5), 1.3, 1.5),
@@ -126,22 +126,28 @@ func earLayers(L *labyrinth, S *Surroundings, les lesionSpec, frame, ear int, ce
 	// Mastoid: air cells (a Voronoi foam) inside the pneumatised region,
 	// kept clear of the capsule.
 	pn := S.Pneumatisation
-	mc := vec3{4, -11, -4}
-	mr := vec3{9 * pn, 9.5 * pn, 13 * pn}
+	// The pneumatised region: mastoid process, antrum surroundings and a
+	// tegmental extension, so its outline is not one ellipsoid.
+	region := unionF(
+		ellF(vec3{4, -11, -5}, vec3{8.5 * pn, 9 * pn, 12 * pn}, ident3),
+		ellF(add(o(0.5*tm+2.0, -10.5, 3), vec3{-1, -1, 0}), vec3{6 * pn, 6 * pn, 5 * pn}, ident3),
+		ellF(vec3{3, -6, 7}, vec3{5 * pn, 7 * pn, 3.5 * pn}, ident3),
+	)
 	cell := S.AirCellMM
 	sept := S.SeptumMM
 	addL(TAir, "air_cells", func(q vec3, cp *pt) float64 {
-		r := ellipsoidSDF(sub(q, mc), mr)
+		r := region(q)
 		if r > 2*cell {
 			return r // far outside: skip the foam and the labyrinth
 		}
 		if nq := sub(q, L.base); dot(nq, nq) < sq(reach+12) {
 			r = math.Max(r, tcap+0.8-dlab(cp))
 		}
+		// Cells grow larger away from the capsule (towards the tip).
 		f1, f2 := voronoi(q, cell, cellSeed)
 		return math.Max(r, (sept-(f2-f1))/2)
 	})
-	add1(TSeptum, "mastoid", ellF(mc, add(mr, vec3{1.2, 1.2, 1.2}), ident3))
+	add1(TSeptum, "mastoid", region)
 	// Petrous pyramid and the body of the temporal bone.
 	add1(TPetrous, "petrous", unionF(
 		tubeF(vec3{-1, -1, 0}, vec3{-28, 19, -2}, 12, 6),

@@ -30,6 +30,9 @@ type Imaging struct {
 	PSFSigmaMM       [3]float64 `json:"psf_sigma_mm"`
 	NoiseSDHU        float64    `json:"noise_sd_hu"`
 	NoiseGrain       float64    `json:"noise_white_fraction"` // of the variance; the rest is shaped by the PSF
+	NoiseBoneGain    float64    `json:"noise_bone_gain"`      // extra noise SD per 1000 HU (fewer photons through bone)
+	TextureHU        float64    `json:"bone_texture_hu"`      // amplitude of the density texture of bone
+	TextureMM        float64    `json:"bone_texture_mm"`      // its correlation length
 	Dose             float64    `json:"dose"`
 	Gain             float64    `json:"hu_gain"`
 	OffsetHU         float64    `json:"hu_offset"`
@@ -88,6 +91,9 @@ func drawImaging(v Variant, d *draws, sp [3]float64, thick float64) Imaging {
 		im.PSFSigmaMM[2] = math.Max(im.PSFSigmaMM[2], thick/2.355)
 	}
 	im.NoiseGrain = d.uni(0.05, 0.2)
+	im.NoiseBoneGain = d.uni(0.2, 0.5)
+	im.TextureHU = d.uni(100, 220)
+	im.TextureMM = d.uni(0.5, 0.9)
 	if v.DomainRandomisation {
 		f := d.uni(0.5, 1.8)
 		for c := range im.PSFSigmaMM {
@@ -96,6 +102,8 @@ func drawImaging(v Variant, d *draws, sp [3]float64, thick float64) Imaging {
 		noise = d.uni(10, 220)
 		im.NoiseGrain = d.uni(0, 0.8)
 		im.Gain = d.uni(0.75, 1.25)
+		im.NoiseBoneGain = d.uni(0, 1)
+		im.TextureHU = d.uni(0, 350)
 		im.OffsetHU = d.uni(-150, 150)
 	}
 	im.NoiseSDHU = noise / math.Sqrt(v.Dose)
@@ -160,10 +168,17 @@ func applyPhysics(ctx context.Context, hu []float32, g volume.Grid, im Imaging, 
 	sdC := im.NoiseSDHU * math.Sqrt(1-im.NoiseGrain) / math.Sqrt(amp)
 	sdW := im.NoiseSDHU * math.Sqrt(im.NoiseGrain)
 	gain, off := float32(im.Gain), float32(im.OffsetHU)
+	tex := newTexture(g, im.TextureMM, seed)
+	bone := float32(im.NoiseBoneGain / 1000)
 	parallel(nz, workers, func(k int) {
+		trow := make([]float32, nx)
 		for j := 0; j < ny; j++ {
 			row := hu[nx*(j+ny*k) : nx*(j+ny*k)+nx]
-			addNoise(row, float32(sdC), hash64(seed^0x5eed^uint64(k*ny+j)*0x9e37), gain, off)
+			if im.TextureHU > 0 {
+				tex.row(trow, j, k)
+				addTexture(row, trow, float32(im.TextureHU))
+			}
+			addNoise(row, float32(sdC), bone, hash64(seed^0x5eed^uint64(k*ny+j)*0x9e37), gain, off)
 		}
 	})
 	if err := ctx.Err(); err != nil {
@@ -180,7 +195,7 @@ func applyPhysics(ctx context.Context, hu []float32, g volume.Grid, im Imaging, 
 			o := nx * (j + ny*k)
 			row := hu[o : o+nx]
 			if sdW > 0 {
-				addNoise(row, float32(sdW), hash64(seed^0xa11ce^uint64(k*ny+j)*0x51ed), 1, 0)
+				addNoise(row, float32(sdW), 0, hash64(seed^0xa11ce^uint64(k*ny+j)*0x51ed), 1, 0)
 			}
 			dst := out.Data[o : o+nx]
 			var am []float32
@@ -205,11 +220,16 @@ func applyPhysics(ctx context.Context, hu []float32, g volume.Grid, im Imaging, 
 }
 
 // addNoise adds approximately normal noise (Irwin–Hall of four uniforms
-// from one 64-bit draw) with SD sd, after x ← gain·x + off.
-func addNoise(row []float32, sd float32, state uint64, gain, off float32) {
+// from one 64-bit draw) with SD sd·(1 + bone·max(x, 0)), after
+// x ← gain·x + off: dense bone lets fewer photons through.
+func addNoise(row []float32, sd, bone float32, state uint64, gain, off float32) {
 	const inv = 1.0 / 65535
-	s := sd * float32(math.Sqrt(3))
+	s0 := sd * float32(math.Sqrt(3))
 	for i := range row {
+		s := s0
+		if x := row[i]; x > 0 {
+			s += s0 * bone * x
+		}
 		state += 0x9e3779b97f4a7c15
 		z := state
 		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
@@ -345,6 +365,83 @@ func convRows(dst, src []float32, nx, nrow int, w []float32) {
 			for i, x := range s {
 				d[i] += wt * x
 			}
+		}
+	}
+}
+
+// texture is smooth random density variation of bone: values on a coarse
+// lattice, interpolated trilinearly.
+type texture struct {
+	nx, ny, nz int     // coarse lattice size
+	step       float64 // voxels per lattice cell along i, j, k (isotropic in mm)
+	steps      [3]float64
+	v          []float32
+	gx         int // fine size along i
+}
+
+func newTexture(g volume.Grid, mm float64, seed uint64) *texture {
+	sp := g.Affine.Spacing()
+	if mm <= 0 {
+		mm = 0.7
+	}
+	t := &texture{gx: g.Size[0]}
+	for c := 0; c < 3; c++ {
+		t.steps[c] = math.Max(mm/sp[c], 1)
+	}
+	t.nx = int(float64(g.Size[0])/t.steps[0]) + 2
+	t.ny = int(float64(g.Size[1])/t.steps[1]) + 2
+	t.nz = int(float64(g.Size[2])/t.steps[2]) + 2
+	t.v = make([]float32, t.nx*t.ny*t.nz)
+	for i := range t.v {
+		h := hash64(seed ^ 0x7e47 ^ uint64(i)*0x9e3779b97f4a7c15)
+		t.v[i] = float32(h>>40)/float32(1<<24)*2 - 1
+	}
+	return t
+}
+
+// row fills dst with the texture along row (j, k).
+func (t *texture) row(dst []float32, j, k int) {
+	fy, fz := float64(j)/t.steps[1], float64(k)/t.steps[2]
+	y0, z0 := int(fy), int(fz)
+	wy, wz := float32(fy-float64(y0)), float32(fz-float64(z0))
+	at := func(x, y, z int) float32 { return t.v[x+t.nx*(y+t.ny*z)] }
+	// The coarse row, interpolated in y and z first.
+	var prev float32
+	px := -1
+	var cur, next float32
+	for i := range dst {
+		fx := float64(i) / t.steps[0]
+		x0 := int(fx)
+		if x0 != px {
+			if x0 == px+1 && px >= 0 {
+				cur = next
+			} else {
+				cur = lerp2(at(x0, y0, z0), at(x0, y0+1, z0), at(x0, y0, z0+1), at(x0, y0+1, z0+1), wy, wz)
+			}
+			next = lerp2(at(x0+1, y0, z0), at(x0+1, y0+1, z0), at(x0+1, y0, z0+1), at(x0+1, y0+1, z0+1), wy, wz)
+			px = x0
+		}
+		wx := float32(fx - float64(x0))
+		dst[i] = cur + (next-cur)*wx
+	}
+	_ = prev
+}
+
+func lerp2(a, b, c, d, wy, wz float32) float32 {
+	ab := a + (b-a)*wy
+	cd := c + (d-c)*wy
+	return ab + (cd-ab)*wz
+}
+
+// addTexture modulates bone (weight rising from 300 to 1500 HU) by amp·tex.
+func addTexture(row, tex []float32, amp float32) {
+	for i, x := range row {
+		if x > 300 {
+			w := (x - 300) / 1200
+			if w > 1 {
+				w = 1
+			}
+			row[i] = x + amp*w*tex[i]
 		}
 	}
 }

@@ -17,9 +17,9 @@ func clinicalHU() huTable {
 	h[TFluid] = 15
 	h[TMarrow] = 250
 	h[TSeptum] = 1000
-	h[TPetrous] = 1450
+	h[TPetrous] = 1500
 	h[TCortical] = 1700
-	h[TCapsule] = 2050
+	h[TCapsule] = 1950
 	h[TOssicle] = 1600
 	h[TLesion] = 1200
 	h[TWater] = 5
