@@ -202,11 +202,17 @@ func (m *Manifest) checkONNX() error {
 	return nil
 }
 
-// ModelInfo is the identification that results carry.
+// ModelInfo is the identification that results carry. A manifest without a
+// version is identified by the start of its ONNX file's hash, which changes
+// whenever the weights do.
 func (m *Manifest) ModelInfo() Model {
+	version := m.Version
+	if version == "" && len(m.ONNX.SHA256) >= 12 {
+		version = "sha256:" + m.ONNX.SHA256[:12]
+	}
 	return Model{
 		Name:            m.Name,
-		Version:         m.Version,
+		Version:         version,
 		SHA256:          m.ONNX.SHA256,
 		NotForDiagnosis: m.TrainedOnSyntheticPhantoms || strings.Contains(strings.ToLower(m.IntendedUse), "not for diagnosis") || strings.Contains(strings.ToLower(m.IntendedUse), "must not be used for diagnosis"),
 		Statement:       m.IntendedUse,

@@ -7,11 +7,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/otonode/otonode/analysis"
 	"github.com/otonode/otonode/analysis/nifti"
+	"github.com/otonode/otonode/analysis/phantom"
 	"github.com/otonode/otonode/analysis/volume"
 )
 
@@ -142,5 +145,70 @@ func TestAnalyzeCommandUsage(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"analyze", "--out", t.TempDir(), "--model", "/nonexistent.json", "x.nii"}, &stdout, &stderr); code != 1 {
 		t.Fatalf("missing input: exit %d", code)
+	}
+}
+
+// TestAnalyzeDICOMWritesSEGAndSR runs analyze on a phantom DICOM series with
+// a fixed threshold network, so the segmentation is not empty, and checks
+// that the SEG and SR it writes pass dciodvfy.
+func TestAnalyzeDICOMWritesSEGAndSR(t *testing.T) {
+	lib := ortLib(t)
+	dciodvfy, err := exec.LookPath("dciodvfy")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("dciodvfy missing (Debian package dicom3tools)")
+		}
+		t.Skip("dciodvfy missing")
+	}
+	dir := t.TempDir()
+	manifest := tinyModel(t, dir)
+	onnx, err := os.ReadFile("../../analysis/infer/testdata/threshold.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same manifest, pointing at the threshold network.
+	var m map[string]any
+	b, _ := os.ReadFile(manifest)
+	json.Unmarshal(b, &m)
+	sum := sha256.Sum256(onnx)
+	m["name"] = "threshold-test"
+	m["onnx"] = map[string]any{"file": "threshold.onnx", "sha256": hex.EncodeToString(sum[:]), "bytes": len(onnx), "opset": 17}
+	m["input"].(map[string]any)["spatial_multiple"] = 1
+	os.WriteFile(filepath.Join(dir, "threshold.onnx"), onnx, 0o644)
+	b, _ = json.Marshal(m)
+	os.WriteFile(manifest, b, 0o644)
+
+	v, err := phantom.ParseVariant("right")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Size = [3]int{96, 96, 80}
+	v.SpacingMM = [3]float64{0.25, 0.25, 0.25}
+	c, err := phantom.Generate(context.Background(), 3, v, phantom.Options{NoSupersample: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := filepath.Join(dir, "series")
+	if _, err := phantom.WriteSeries(context.Background(), series, c.CT, &c.Info, phantom.SeriesOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"analyze", series, "--out", out, "--model", manifest, "--ort-lib", lib, "--tta", "identity,j90"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, f := range []string{"seg.dcm", "sr.dcm"} {
+		p := filepath.Join(out, f)
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s not written: %v\n%s", f, err, stderr.String())
+		}
+		cmd := exec.Command(dciodvfy, "-new", p)
+		msg, _ := cmd.CombinedOutput()
+		for _, line := range strings.Split(string(msg), "\n") {
+			if strings.HasPrefix(line, "Error") {
+				t.Errorf("dciodvfy %s: %s", f, line)
+			}
+		}
 	}
 }
