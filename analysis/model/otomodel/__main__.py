@@ -31,12 +31,12 @@ def _train(a) -> int:
                       p_foreground=a.p_foreground, augment=a.augment, seed=a.seed, threads=a.threads,
                       device=a.device, validate_every=a.validate_every, checkpoint_every=a.checkpoint_every,
                       log_every=a.log_every, window=a.window, overlap=a.overlap)
-    trainer = Trainer(cfg, command=["python3", "-m", "otomodel"] + sys.argv[1:])
+    trainer = Trainer(cfg, command=[sys.executable, "-m", "otomodel"] + sys.argv[1:])
     last = trainer.run()
     if a.export and trainer.iteration >= cfg.iterations:
         export_checkpoint(os.path.join(a.out, "best.pt"), a.out, name=a.name, calibrate=a.calibrate,
                           calibrate_window=a.calibrate_window or None)
-    print(json.dumps(last))
+    print(json.dumps(last, allow_nan=False))
     return 0
 
 
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     t.add_argument("--name", default="otonode-inner-ear-phantom")
     t.add_argument("--calibrate", type=_bool, default=True,
                    help="calibrate the uncertainty flag threshold by TTA on the validation cases at export")
-    t.add_argument("--calibrate-window", type=int, default=0, help="TTA window for calibration (0: the training chunk)")
+    t.add_argument("--calibrate-window", type=int, default=0, help="TTA window for calibration (0: --window)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("export", help="checkpoint -> ONNX + manifest")

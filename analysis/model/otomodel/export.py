@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import sys
 import warnings
@@ -20,6 +21,10 @@ from .network import BiHeadedUNet, ExportWrapper, NetworkConfig, count_parameter
 
 OPSET = 17
 INPUT_NAME = "input"
+
+
+def _finite(x):
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 def load_network(state: dict) -> BiHeadedUNet:
@@ -104,10 +109,12 @@ def build_manifest(state: dict, onnx_path: str, *, name: str, window: int, overl
                          "preset": tc.get("preset"), "parameters": count_parameters(net),
                          "deep_supervision": "training only (not in the exported graph)"},
         "training": {"data": state.get("data_summary", {}), "command": " ".join(state.get("command") or []),
-                     "iterations": int(state.get("iteration", 0)), "wall_time_s": round(float(state.get("wall_s", 0.0)), 1),
+                     "iterations": int(state.get("iteration", 0)),
+                     "weights_from_iteration": int(state.get("weights_iteration", state.get("iteration", 0))),
+                     "wall_time_s": round(float(state.get("wall_s", 0.0)), 1),
                      "config": tc, "heatmap_schedule": state.get("heatmap_schedule"),
                      "augmentation": state.get("augment"), "torch_version": state.get("torch_version"),
-                     "device": state.get("device"), "best_validation_score": state.get("best_score")},
+                     "device": state.get("device"), "best_validation_score": _finite(state.get("best_score"))},
     }
 
 
@@ -127,7 +134,7 @@ def calibrate_uncertainty(state: dict, data: Optional[str] = None, window: Optio
     if not any(c.label.any() for c in cases):
         return None
     net = load_network(state)
-    window = window or int(tc.get("chunk", 64))
+    window = window or int(tc.get("window", 128))
     return calibrate(net, cases, Normalization.from_dict(state["normalization"]), threshold, margin_mm, window)
 
 
@@ -139,8 +146,17 @@ def export_checkpoint(checkpoint: str, out_dir: str, name: str = "otonode-inner-
     """checkpoint (best.pt or checkpoint.pt) -> out_dir/model.onnx + model.json.
     With calibrate, the uncertainty flag threshold comes from TTA on the
     validation cases. Returns the manifest's path."""
-    state = torch.load(checkpoint, map_location="cpu")
+    from .train import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
     tc = state.get("train_config", {})
+    # best.pt holds the weights of the best validation; the run's length and
+    # wall time are those of the last checkpoint beside it.
+    last = os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "checkpoint.pt")
+    state["weights_iteration"] = state.get("iteration", 0)
+    if os.path.exists(last) and os.path.abspath(last) != os.path.abspath(checkpoint):
+        run = load_checkpoint(last)
+        state["iteration"], state["wall_s"] = run.get("iteration", 0), run.get("wall_s", 0.0)
     if calibrate and uncertainty is None:
         uncertainty = calibrate_uncertainty(state, calibrate_data, calibrate_window)
     window = window or int(tc.get("window", 128))
@@ -152,7 +168,7 @@ def export_checkpoint(checkpoint: str, out_dir: str, name: str = "otonode-inner-
     validate(man)
     man_path = os.path.splitext(onnx_path)[0] + ".json"
     with open(man_path + ".tmp", "w") as f:
-        json.dump(man, f, indent=2)
+        json.dump(man, f, indent=2, allow_nan=False)  # Go's encoding/json reads no NaN
         f.write("\n")
     os.replace(man_path + ".tmp", man_path)
     print(f"wrote {onnx_path} ({os.path.getsize(onnx_path)} bytes) and {man_path}", file=sys.stderr)

@@ -130,7 +130,8 @@ def calibrate(net, cases, norm, threshold: float, margin_mm: float, window: int)
 
     net = net.eval()
     mult = net.cfg.spatial_multiple
-    model = lambda t: net(t)  # noqa: E731
+    dev = next(net.parameters()).device
+    model = lambda t: net(t.to(dev))  # noqa: E731
     rows = []
     for c in cases:
         if not c.label.any():

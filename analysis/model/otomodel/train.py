@@ -158,6 +158,15 @@ def validate(net: BiHeadedUNet, cases: List[Case], norm: Normalization, size: in
     return out
 
 
+def load_checkpoint(path: str, map_location="cpu") -> dict:
+    """Our own checkpoints hold numpy RNG state and configuration besides
+    tensors; PyTorch >= 2.6 loads only tensors unless told otherwise."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except TypeError:  # PyTorch without the weights_only argument
+        return torch.load(path, map_location=map_location)
+
+
 def _atomic_save(obj, path: str) -> None:
     tmp = path + ".tmp"
     torch.save(obj, tmp)
@@ -222,7 +231,7 @@ class Trainer:
                 "torch_version": torch.__version__, "device": str(self.device)}
 
     def _resume(self, path: str) -> None:
-        st = torch.load(path, map_location=self.device)
+        st = load_checkpoint(path, self.device)
         if st.get("network") != self.net.cfg.to_dict():
             raise ValueError(f"{path}: checkpoint network {st.get('network')} differs from {self.net.cfg.to_dict()}")
         self.net.load_state_dict(st["model"])
@@ -298,8 +307,10 @@ class Trainer:
                            "seconds": round(dt, 4), **{k: round(v, 6) for k, v in parts.items()}}
                     if boundary and self.val_cases and (self.iteration % cfg.validate_every < cfg.accumulate
                                                         or self.iteration == cfg.iterations):
-                        v = validate(self.net, self.val_cases, self.norm, cfg.chunk, self.device, amp, sigma)
-                        rec.update({k: round(x, 6) for k, x in v.items()})
+                        # Validate on the inference window (the manifest's), not the
+                        # training chunk: that is what the analysis will run.
+                        v = validate(self.net, self.val_cases, self.norm, cfg.window, self.device, amp, sigma)
+                        rec.update({k: (None if math.isnan(x) else round(x, 6)) for k, x in v.items()})
                         if v["val_score"] > self.best_score:
                             self.best_score = v["val_score"]
                             _atomic_save(self.state(), os.path.join(cfg.out, "best.pt"))

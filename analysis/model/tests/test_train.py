@@ -15,7 +15,7 @@ import torch
 from otomodel import onnx_eval
 from otomodel.export import INPUT_NAME, export_checkpoint, load_network
 from otomodel.manifest import ManifestError, sha256_file, tta_set, validate
-from otomodel.train import Trainer, TrainConfig
+from otomodel.train import Trainer, TrainConfig, load_checkpoint
 from synth import write_dataset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +41,7 @@ def test_train_resume_is_exact(dataset, tmp_path):
     last = a.run()
     assert a.iteration == 6 and last["iteration"] == 6
     assert "val_dice" in last and 0.0 <= last["val_dice"] <= 1.0
-    log = [json.loads(l) for l in open(tmp_path / "a" / "train_log.jsonl")]
+    log = [json.loads(l, parse_constant=lambda c: pytest.fail(f"{c} in the log")) for l in open(tmp_path / "a" / "train_log.jsonl")]
     assert [r["iteration"] for r in log] == list(range(1, 7))
     assert all(np.isfinite(r["loss"]) for r in log)
     assert os.path.exists(tmp_path / "a" / "best.pt")
@@ -70,9 +70,9 @@ def test_train_resume_is_exact(dataset, tmp_path):
 
 def test_export_and_manifest(dataset, tmp_path):
     out = str(tmp_path / "run")
-    t = Trainer(_cfg(dataset, out, iterations=4), command=["python3", "-m", "otomodel", "train"])
+    t = Trainer(_cfg(dataset, out, iterations=4, validate_every=2), command=["python3", "-m", "otomodel", "train"])
     t.run()
-    man_path = export_checkpoint(os.path.join(out, "best.pt"), out, calibrate=True, calibrate_window=16)
+    man_path = export_checkpoint(os.path.join(out, "best.pt"), out, calibrate=True)
     m = json.load(open(man_path))
     validate(m)
     cal = m["uncertainty"]["calibration"]
@@ -87,6 +87,7 @@ def test_export_and_manifest(dataset, tmp_path):
     assert m["voxel_size_mm"] == 0.2 and m["input"]["spatial_multiple"] == 4
     assert len(m["tta"]["set"]) == 10
     assert m["training"]["iterations"] == 4 and m["training"]["wall_time_s"] >= 0
+    assert m["training"]["weights_from_iteration"] in (4, 2)   # best.pt: the best validation
     assert m["training"]["command"] == "python3 -m otomodel train"
     assert m["training"]["data"]["cases"] == {"train": 4, "validation": 1, "test": 0}
     # Normalisation comes from the training images: bone ~1400 HU, fluid ~20 HU.
@@ -97,7 +98,7 @@ def test_export_and_manifest(dataset, tmp_path):
     assert pv["min"] < pv["training_min"] <= pv["training_max"] < pv["max"]
     assert 3.5 < pv["training_min"] and pv["training_max"] < 5.0
     # The ONNX file holds the checkpoint's network.
-    net = load_network(torch.load(os.path.join(out, "best.pt")))
+    net = load_network(load_checkpoint(os.path.join(out, "best.pt")))
     x = torch.randn(1, 1, 12, 8, 16)
     with torch.no_grad():
         seg, heat = net(x)
@@ -165,3 +166,15 @@ def test_cli_train_and_export(dataset, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "otomodel", "train", "--data", str(tmp_path / "nope"), "--out", out],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "dataset.json" in bad.stderr
+
+
+def test_no_validation_split_exports_plain_json(tmp_path):
+    data = str(tmp_path / "data")
+    write_dataset(data, n_train=2, n_val=0, n_neg=0)
+    out = str(tmp_path / "run")
+    Trainer(_cfg(data, out, iterations=2)).run()
+    man_path = export_checkpoint(os.path.join(out, "best.pt"), out, calibrate=True)
+    m = json.loads(open(man_path).read(), parse_constant=lambda c: pytest.fail(f"{c} in the manifest"))
+    validate(m)
+    assert m["training"]["best_validation_score"] is None
+    assert m["uncertainty"]["flag_threshold"] is None and m["uncertainty"]["calibration"] is None
