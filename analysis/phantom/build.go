@@ -61,7 +61,7 @@ func earLayers(L *labyrinth, S *Surroundings, les lesionSpec, frame, ear int, ce
 	o := func(du, dv, dw float64) vec3 { return add(ow, vec3{du, dv, dw}) }
 	stapesHead := add(ow, scale(owN, 0.55*tm+0.3))
 	add1(TOssicle, "stapes", unionF(
-		ellF(add(ow, scale(owN, 0.12)), vec3{0.11, 1.25 * s, 0.6 * s}, rotRows(owN, vec3{0, 1, 0})),
+		discF(add(ow, scale(owN, 0.12)), rotRows(owN, vec3{0, 1, 0}), 0.11, 1.25*s, 0.6*s),
 		tubeF(add(ow, scale(owN, 0.2)), stapesHead, 0.22, 0.18),
 	))
 	add1(TOssicle, "incus_malleus", unionF(
@@ -71,7 +71,7 @@ func earLayers(L *labyrinth, S *Surroundings, les lesionSpec, frame, ear int, ce
 		tubeF(o(0.5*tm+1.4, 1.2, 3.2), o(tm+0.6, 1.5, -1.8), 0.32, 0.25),
 	))
 	// Windows: the niches lead from each window to the tympanic cavity.
-	add1(TSoft, "tympanic_membrane", ellF(o(tm+0.95, 1, -1), vec3{0.07, 4.2, 4.2}, rotRows(vec3{1, 0, 0.25}, vec3{0, 1, 0})))
+	add1(TSoft, "tympanic_membrane", discF(o(tm+0.95, 1, -1), rotRows(vec3{1, 0, 0.25}, vec3{0, 1, 0}), 0.07, 4.2, 4.2))
 	add1(TAir, "window_niches", unionF(
 		tubeF(add(ow, scale(owN, 0.02)), add(ow, scale(owN, 2.5)), 0.8*s, 0.9*s),
 		tubeF(add(rw, scale(L.rwN, 0.02)), add(rw, scale(L.rwN, 2.5)), 0.65*s, 0.8*s),

@@ -15,6 +15,8 @@ const Generator = "otonode-phantom/1"
 type Options struct {
 	Workers       int  // 0: all cores
 	NoSupersample bool // skip partial-volume supersampling (faster, blockier)
+
+	onScene func(*scene, volume.Grid) // tests: see the scene before rendering
 }
 
 // Case is one generated CT with its ground truth.
@@ -279,6 +281,9 @@ func Generate(ctx context.Context, seed uint64, v Variant, opt Options) (*Case, 
 	}
 	imaging := drawImaging(v, img, sp, thick)
 
+	if opt.onScene != nil {
+		opt.onScene(sc, g)
+	}
 	r, err := render(ctx, sc, g, hu, !opt.NoSupersample, opt.Workers)
 	if err != nil {
 		return nil, err

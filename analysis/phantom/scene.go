@@ -178,6 +178,10 @@ func ellF(c, r vec3, rot mat3) func(vec3) float64 {
 	return b.sdf
 }
 
+func discF(c vec3, rot mat3, th, a, b float64) func(vec3) float64 {
+	return func(q vec3) float64 { return discSDF(rot.mul(sub(q, c)), th, a, b) }
+}
+
 // shellF is the region between an ellipsoid and one shrunk by th.
 func shellF(c, r vec3, th float64) func(vec3) float64 {
 	in := vec3{r[0] - th, r[1] - th, r[2] - th}

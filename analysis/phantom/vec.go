@@ -90,17 +90,35 @@ func segDist(p, a, b vec3) (float64, float64) {
 }
 
 // ellipsoidSDF is a signed distance estimate to an axis-aligned ellipsoid
-// with semi-axes r centred at the origin; accurate near the surface and
-// Lipschitz-bounded (the renderer allows for that with a safety factor).
+// with semi-axes r centred at the origin: Quilez's k0·(k0−1)/k1, accurate
+// near the surface, clamped so that it never exceeds 1.5 times the true
+// distance (which is at least |k0−1|·min(r)); the renderer's culling relies
+// on that bound.
 func ellipsoidSDF(q, r vec3) float64 {
 	x, y, z := q[0]/r[0], q[1]/r[1], q[2]/r[2]
 	k0 := math.Sqrt(x*x + y*y + z*z)
+	rmin := math.Min(r[0], math.Min(r[1], r[2]))
 	if k0 < 1e-9 {
-		return -math.Min(r[0], math.Min(r[1], r[2]))
+		return -rmin
 	}
 	x, y, z = x/r[0], y/r[1], z/r[2]
 	k1 := math.Sqrt(x*x + y*y + z*z)
-	return k0 * (k0 - 1) / k1
+	d := k0 * (k0 - 1) / k1
+	lim := 1.5 * math.Abs(k0-1) * rmin
+	if d > lim {
+		return lim
+	}
+	if d < -lim {
+		return -lim
+	}
+	return d
+}
+
+// discSDF is the distance to a flat elliptical plate: half thickness th
+// along the first axis of the local frame q, semi-axes a, b across.
+func discSDF(q vec3, th, a, b float64) float64 {
+	e := (math.Hypot(q[1]/a, q[2]/b) - 1) * math.Min(a, b)
+	return math.Max(math.Abs(q[0])-th, e)
 }
 
 func clamp(x, lo, hi float64) float64 {
