@@ -229,6 +229,10 @@ type Instance struct {
 	TransferSyntaxUID string
 	DataSet           io.Reader
 	Priority          Priority
+	// MoveOriginatorAETitle and MoveOriginatorMessageID mark a C-STORE
+	// sub-operation of a C-MOVE (PS3.7 9.3.1.1).
+	MoveOriginatorAETitle   string
+	MoveOriginatorMessageID uint16
 }
 
 // Store performs C-STORE (PS3.7 9.1.1), streaming inst.DataSet verbatim on
@@ -263,7 +267,8 @@ func (a *Association) Store(ctx context.Context, inst Instance) (*CStoreRSP, err
 	defer stop()
 	id := a.nextMessageID()
 	rq := &CStoreRQ{MessageID: id, AffectedSOPClassUID: inst.SOPClassUID,
-		AffectedSOPInstanceUID: inst.SOPInstanceUID, Priority: inst.Priority}
+		AffectedSOPInstanceUID: inst.SOPInstanceUID, Priority: inst.Priority,
+		MoveOriginatorApplicationEntityTitle: inst.MoveOriginatorAETitle, MoveOriginatorMessageID: inst.MoveOriginatorMessageID}
 	if err := a.sendMessage(pc.ID, rq.Command(), inst.DataSet); err != nil {
 		return nil, a.ctxErr(ctx, err)
 	}
@@ -271,14 +276,7 @@ func (a *Association) Store(ctx context.Context, inst Instance) (*CStoreRSP, err
 	if err != nil {
 		return nil, a.ctxErr(ctx, err)
 	}
-	rsp := &CStoreRSP{MessageIDBeingRespondedTo: id, AffectedSOPClassUID: c.AffectedSOPClassUID,
-		AffectedSOPInstanceUID: c.AffectedSOPInstanceUID, Status: c.Status,
-		OffendingElement: c.OffendingElement, ErrorComment: c.ErrorComment}
-	switch c.Status.Class() {
-	case ClassSuccess, ClassWarning:
-		return rsp, nil
-	}
-	return rsp, &StatusError{Command: CStoreRSPField, Status: c.Status, ErrorComment: c.ErrorComment}
+	return storeResult(c, id)
 }
 
 // StoreFile stores a Part-10 file, sending its data set verbatim in the

@@ -1,10 +1,12 @@
 package dimse
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -350,6 +352,10 @@ func (s *Server) serveRequest(a *association, h Handler, info *AssociationInfo, 
 		body = &dataReader{a: a, id: pc.ID}
 		r.Body = body
 	}
+	switch c.CommandField {
+	case CFindRQField, CGetRQField, CMoveRQField:
+		return s.serveOperation(a, h, r, body, log)
+	}
 	w := &response{}
 	if c.AffectedSOPClassUID != "" && c.AffectedSOPClassUID != pc.AbstractSyntax {
 		// A request's SOP class is its context's abstract
@@ -386,4 +392,75 @@ func (s *Server) serveRequest(a *association, h Handler, info *AssociationInfo, 
 		rsp.AffectedSOPInstanceUID = c.AffectedSOPInstanceUID
 	}
 	return a.sendMessage(pc.ID, rsp, nil)
+}
+
+// serveOperation runs a C-FIND, C-GET or C-MOVE: the identifier is read
+// whole first, so that the association is free for pending responses,
+// C-CANCEL-RQ and sub-operations while the handler runs.
+func (s *Server) serveOperation(a *association, h Handler, r *Request, body *dataReader, log *slog.Logger) error {
+	c, pc := r.Command, r.PresentationContext
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	o := &operation{a: a, rq: c, pc: pc, cancel: cancel}
+	if body != nil {
+		b, err := readIdentifier(body)
+		if errors.Is(err, ErrMessageTooLarge) {
+			if err := body.drain(); err != nil {
+				return err
+			}
+			o.WriteStatus(StatusOutOfResources)
+			o.SetErrorComment("identifier too large")
+			b = nil
+		} else if err != nil {
+			return err
+		}
+		r.Body = bytes.NewReader(b)
+	}
+	r = r.WithContext(ctx)
+	switch {
+	case o.written:
+	case c.AffectedSOPClassUID != pc.AbstractSyntax:
+		o.WriteStatus(StatusSOPClassNotSupported)
+		o.SetErrorComment("SOP class differs from the presentation context's")
+	case body == nil:
+		o.WriteStatus(StatusIdentifierDoesNotMatch)
+		o.SetErrorComment("no identifier")
+	default:
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					log.Error("handler panic", "command", c.CommandField.String(), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+					o.status, o.written = StatusProcessingFailure, true
+					o.comment = "internal error"
+				}
+			}()
+			h.ServeDIMSE(o, r)
+		}()
+	}
+	if a.err != nil {
+		return a.err
+	}
+	// A cancel that arrived after the handler's last look still ends the
+	// operation as cancelled only if the handler saw it; look once more so
+	// that it is not left in the input.
+	if err := o.poll(true); err != nil {
+		return err
+	}
+	if !o.written {
+		log.Error("handler wrote no status", "command", c.CommandField.String())
+		o.status = StatusProcessingFailure
+	}
+	if o.status.Class() == ClassFailure {
+		log.Warn("request failed", "command", c.CommandField.String(), "status", o.status.String(), "comment", o.comment)
+	}
+	rsp := &Command{CommandField: c.CommandField | 0x8000, MessageIDBeingRespondedTo: c.MessageID,
+		AffectedSOPClassUID: c.AffectedSOPClassUID, Status: o.status, ErrorComment: o.comment}
+	if c.CommandField != CFindRQField {
+		o.sub.put(rsp)
+	}
+	var data io.Reader
+	if o.ident != nil && c.CommandField != CFindRQField {
+		data = bytes.NewReader(o.ident)
+	}
+	return a.sendMessage(pc.ID, rsp, data)
 }
