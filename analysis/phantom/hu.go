@@ -17,7 +17,7 @@ func clinicalHU() huTable {
 	h[TFluid] = 15
 	h[TMarrow] = 250
 	h[TSeptum] = 1000
-	h[TPetrous] = 1500
+	h[TPetrous] = 1600
 	h[TCortical] = 1700
 	h[TCapsule] = 1950
 	h[TOssicle] = 1600
