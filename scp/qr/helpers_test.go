@@ -33,7 +33,7 @@ const ctImage = "1.2.840.10008.5.1.4.1.1.2"
 // inst is one instance of the test fixture.
 type inst struct {
 	pid, name, birth, study, date, time, acc, series, modality, sop string
-	n                                                              int
+	n                                                               int
 }
 
 // UIDs of the fixture, under a UUID-derived root.
