@@ -133,8 +133,11 @@ func WriteSeries(ctx context.Context, dir string, ct *volume.Volume[int16], info
 		desc = desc[:64]
 	}
 	imageType := []string{"ORIGINAL", "PRIMARY", "AXIAL"}
+	rescaleType := "HU"
 	if info.Variant.Negative == "localizer" {
+		// A projection: its values are not Hounsfield units.
 		imageType[2] = "LOCALIZER"
+		rescaleType = "US"
 	}
 	thick := im.SliceThicknessMM
 	if thick == 0 {
@@ -189,7 +192,7 @@ func WriteSeries(ctx context.Context, dir string, ct *volume.Volume[int16], info
 		ds(0x00281051, im.WindowWidth),
 		ds(0x00281052, RescaleIntercept),
 		ds(0x00281053, 1),
-		str(0x00281054, "LO", "HU"),
+		str(0x00281054, "LO", rescaleType),
 	}
 	workers := opt.Workers
 	if workers <= 0 {

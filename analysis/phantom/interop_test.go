@@ -171,3 +171,49 @@ for ear in case["ears"]:
         assert np.allclose(ijk, lm["voxel"], atol=1e-6)
 print("OK")
 `
+
+// TestCrop: cropped NIfTI files keep the whole label and the landmarks
+// keep their patient positions, with voxel indices in the cropped grid.
+func TestCrop(t *testing.T) {
+	v := small(t, "right")
+	v.Size = [3]int{120, 120, 100}
+	v.SpacingMM = [3]float64{0.25, 0.25, 0.25}
+	c := gen(t, 9, v)
+	dir := t.TempDir()
+	if err := WriteCase(context.Background(), dir, "c9", c, WriteOptions{Crop: 72}); err != nil {
+		t.Fatal(err)
+	}
+	lab, _, err := nifti.ReadFileAs[uint8](filepath.Join(dir, FileLabel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lab.Size[0] >= v.Size[0] || lab.Size[0] < 72 {
+		t.Fatalf("cropped size %v", lab.Size)
+	}
+	var n int64
+	for _, l := range lab.Data {
+		if l != 0 {
+			n++
+		}
+	}
+	if n != c.Info.Ears[0].LabelVoxels {
+		t.Fatalf("crop kept %d of %d labelled voxels", n, c.Info.Ears[0].LabelVoxels)
+	}
+	var cj caseJSON
+	b, _ := os.ReadFile(filepath.Join(dir, FileCase))
+	if err := json.Unmarshal(b, &cj); err != nil {
+		t.Fatal(err)
+	}
+	if cj.DICOMGrid == nil || cj.DICOMGrid.Size != v.Size || cj.Grid.Size != lab.Size {
+		t.Fatalf("grids in case.json: %+v / %+v", cj.Grid, cj.DICOMGrid)
+	}
+	for _, name := range LandmarkNames {
+		lm := cj.Ears[0].Landmarks[name]
+		if d := dist3(lab.Affine.Apply(lm.Voxel), lm.PatientMM); d > 1e-3 {
+			t.Errorf("%s: cropped voxel maps %.4f mm off", name, d)
+		}
+		if lm.PatientMM != c.Info.Ears[0].Landmarks[name].PatientMM {
+			t.Errorf("%s moved", name)
+		}
+	}
+}
