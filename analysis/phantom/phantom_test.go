@@ -445,3 +445,53 @@ func TestPreview(t *testing.T) {
 		t.Error("empty volume accepted")
 	}
 }
+
+// TestMixVariant: the dataset mix covers every kind of case and every
+// drawn variant is valid.
+func TestMixVariant(t *testing.T) {
+	seen := map[string]int{}
+	for s := uint64(0); s < 400; s++ {
+		v := MixVariant(s)
+		if v != MixVariant(s) {
+			t.Fatalf("seed %d: not deterministic", s)
+		}
+		if err := v.normalise(); err != nil {
+			t.Fatalf("seed %d: %v", s, err)
+		}
+		seen[v.Scanner]++
+		switch {
+		case v.Negative != "":
+			seen["negative"]++
+		case v.Bilateral:
+			seen["bilateral"]++
+		case v.Lesion != "":
+			seen["lesion"]++
+		case v.Rotation == "arbitrary":
+			seen["rotated"]++
+		case v.FOVCut:
+			seen["fovcut"]++
+		}
+	}
+	for _, k := range []string{FlatPanel, ConeBeam, MultiSlice, MicroCT, "negative", "bilateral", "lesion", "rotated", "fovcut"} {
+		if seen[k] == 0 {
+			t.Errorf("the mix never draws %s (%v)", k, seen)
+		}
+	}
+}
+
+func TestDatasetSplits(t *testing.T) {
+	cases := make([]DatasetCase, 20)
+	assignSplits(cases, [3]float64{0.7, 0.15, 0.15}, 1)
+	n := map[string]int{}
+	for _, c := range cases {
+		n[c.Split]++
+	}
+	if n["train"] != 14 || n["validation"] != 3 || n["test"] != 3 {
+		t.Errorf("splits %v", n)
+	}
+	one := make([]DatasetCase, 1)
+	assignSplits(one, [3]float64{0.7, 0.15, 0.15}, 1)
+	if one[0].Split != "train" {
+		t.Errorf("a single case went to %s", one[0].Split)
+	}
+}
