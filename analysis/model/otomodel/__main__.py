@@ -44,7 +44,8 @@ def _export(a) -> int:
     from .export import export_checkpoint
 
     export_checkpoint(a.checkpoint, a.out, name=a.name, window=a.window, overlap=a.overlap,
-                      calibrate=a.calibrate, calibrate_data=a.data, calibrate_window=a.calibrate_window or None)
+                      calibrate=a.calibrate, calibrate_data=a.data, calibrate_window=a.calibrate_window or None,
+                      synthetic=a.synthetic, intended_use=a.intended_use)
     return 0
 
 
@@ -119,6 +120,8 @@ def main(argv=None) -> int:
     e.add_argument("--calibrate", type=_bool, default=True)
     e.add_argument("--calibrate-window", type=int, default=0)
     e.add_argument("--data", default=None, help="dataset for calibration (default: the one trained on)")
+    e.add_argument("--synthetic", type=_bool, default=True, help="trained on synthetic phantoms")
+    e.add_argument("--intended-use", default=None, help="the statement for users (required with --synthetic false)")
     e.set_defaults(func=_export)
 
     b = sub.add_parser("bench", help="PyTorch CPU time of one forward pass")

@@ -142,7 +142,8 @@ def export_checkpoint(checkpoint: str, out_dir: str, name: str = "otonode-inner-
                       window: Optional[int] = None, overlap: Optional[int] = None,
                       uncertainty: Optional[dict] = None, onnx_name: str = "model.onnx",
                       calibrate_data: Optional[str] = None, calibrate: bool = False,
-                      calibrate_window: Optional[int] = None) -> str:
+                      calibrate_window: Optional[int] = None, synthetic: bool = True,
+                      intended_use: Optional[str] = None) -> str:
     """checkpoint (best.pt or checkpoint.pt) -> out_dir/model.onnx + model.json.
     With calibrate, the uncertainty flag threshold comes from TTA on the
     validation cases. Returns the manifest's path."""
@@ -164,7 +165,10 @@ def export_checkpoint(checkpoint: str, out_dir: str, name: str = "otonode-inner-
     os.makedirs(out_dir, exist_ok=True)
     onnx_path = os.path.join(out_dir, onnx_name)
     export_onnx(load_network(state), onnx_path)
-    man = build_manifest(state, onnx_path, name=name, window=window, overlap=overlap, uncertainty=uncertainty)
+    if not synthetic and not intended_use:
+        raise ValueError("a model trained on real data needs an intended-use statement (--intended-use)")
+    man = build_manifest(state, onnx_path, name=name, window=window, overlap=overlap, uncertainty=uncertainty,
+                         synthetic=synthetic, intended_use=intended_use)
     validate(man)
     man_path = os.path.splitext(onnx_path)[0] + ".json"
     with open(man_path + ".tmp", "w") as f:

@@ -178,3 +178,14 @@ def test_no_validation_split_exports_plain_json(tmp_path):
     validate(m)
     assert m["training"]["best_validation_score"] is None
     assert m["uncertainty"]["flag_threshold"] is None and m["uncertainty"]["calibration"] is None
+
+
+def test_real_data_export_needs_a_statement(dataset, tmp_path):
+    out = str(tmp_path / "run")
+    Trainer(_cfg(dataset, out, iterations=2)).run()
+    with pytest.raises(ValueError, match="intended-use"):
+        export_checkpoint(os.path.join(out, "best.pt"), out, synthetic=False)
+    p = export_checkpoint(os.path.join(out, "best.pt"), out, synthetic=False,
+                          intended_use="Research use on site X's CT; not for diagnosis.")
+    m = json.load(open(p))
+    assert m["trained_on_synthetic_phantoms"] is False and m["intended_use"].startswith("Research use")
