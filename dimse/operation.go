@@ -45,8 +45,9 @@ type OperationWriter interface {
 	AcceptedTransferSyntaxes(sopClass string) []string
 }
 
-// pollInterval bounds how often an operation looks for C-CANCEL-RQ when
-// nothing is buffered; each look may wait up to pollWait.
+// On a plain TCP connection an operation looks for C-CANCEL-RQ with a
+// non-blocking peek at every step. Elsewhere (TLS) the look waits up to
+// pollWait, so it happens at most every pollInterval.
 const (
 	pollInterval = 5 * time.Millisecond
 	pollWait     = 200 * time.Microsecond
@@ -108,7 +109,8 @@ func (o *operation) poll(force bool) error {
 	}
 	for {
 		if len(o.a.pending) == 0 && (o.a.m.br == nil || o.a.m.br.Buffered() == 0) {
-			if !force && time.Since(o.lastPoll) < pollInterval {
+			if _, ok := o.a.m.conn.(*net.TCPConn); !ok && !force && time.Since(o.lastPoll) < pollInterval {
+				// Only a probe with a deadline is possible: rate limit it.
 				return nil
 			}
 			o.lastPoll = time.Now()
@@ -249,6 +251,9 @@ func (m *machine) readable(wait time.Duration) bool {
 	}
 	if m.br.Buffered() > 0 {
 		return true
+	}
+	if r, ok := peekSocket(m.conn); ok {
+		return r
 	}
 	m.conn.SetReadDeadline(time.Now().Add(wait))
 	_, err := m.br.Peek(1)

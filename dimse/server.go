@@ -450,6 +450,11 @@ func (s *Server) serveOperation(a *association, h Handler, r *Request, body *dat
 		log.Error("handler wrote no status", "command", c.CommandField.String())
 		o.status = StatusProcessingFailure
 	}
+	if o.cancelled && o.status == StatusSuccess && c.CommandField == CFindRQField {
+		// Every match went out before the cancel was read; the final
+		// response still acknowledges it (PS3.4 C.4.1.2.3).
+		o.status = StatusCancel
+	}
 	if o.status.Class() == ClassFailure {
 		log.Warn("request failed", "command", c.CommandField.String(), "status", o.status.String(), "comment", o.comment)
 	}

@@ -257,6 +257,9 @@ func decodeFrames(frames [][]byte, pi pixelInfo, isRLE bool) (out []byte, err er
 	if pi.samples != 1 || pi.rows == 0 || pi.cols == 0 || (pi.bitsAllocated != 8 && pi.bitsAllocated != 16) {
 		return nil, fmt.Errorf("%w: only single-sample 8- or 16-bit images (have %d samples, %d bits)", ErrDecompress, pi.samples, pi.bitsAllocated)
 	}
+	if len(frames) != pi.frames && !isRLE && pi.frames > 1 {
+		frames = byEOI(frames)
+	}
 	if len(frames) != pi.frames {
 		if pi.frames != 1 {
 			return nil, fmt.Errorf("%w: %d fragments for %d frames", ErrDecompress, len(frames), pi.frames)
@@ -310,4 +313,23 @@ func decodeFrames(frames [][]byte, pi pixelInfo, isRLE bool) (out []byte, err er
 		}
 	}
 	return out, nil
+}
+
+// byEOI groups JPEG fragments without an offset table into frames: a
+// frame's last fragment ends with the EOI marker, perhaps padded.
+func byEOI(frags [][]byte) [][]byte {
+	var out [][]byte
+	var cur []byte
+	for _, f := range frags {
+		cur = append(cur, f...)
+		t := bytes.TrimRight(f, "\x00")
+		if len(t) >= 2 && t[len(t)-2] == 0xFF && t[len(t)-1] == 0xD9 {
+			out = append(out, cur)
+			cur = nil
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }

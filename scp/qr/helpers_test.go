@@ -25,6 +25,7 @@ import (
 	"github.com/otonode/otonode/scp/qr"
 	"github.com/otonode/otonode/store"
 	"github.com/otonode/otonode/store/files"
+	"github.com/otonode/otonode/store/header"
 	"github.com/otonode/otonode/store/index"
 )
 
@@ -367,3 +368,27 @@ func newPostgres(t *testing.T) string {
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+func newBufReader(r io.Reader) *bufio.Reader { return bufio.NewReader(r) }
+
+// indexQuery asks the index for one key of one instance.
+func indexQuery(sop, key string) index.Query {
+	return index.Query{Level: index.ImageLevel, Keys: map[string]string{"SOPInstanceUID": sop, key: ""}}
+}
+
+// addRows indexes n instances of one series of study directly, without
+// files: enough for C-FIND.
+func addRows(t *testing.T, idx *index.Index, study string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 1; i <= n; i++ {
+		num := i
+		a := &header.Attributes{TransferSyntaxUID: dimse.ExplicitVRLittleEndian, PatientID: "P9", PatientName: "Many^Rows",
+			StudyInstanceUID: study, SeriesInstanceUID: study + ".1", SOPInstanceUID: fmt.Sprintf("%s.1.%d", study, i),
+			SOPClassUID: ctImage, Modality: "CT", InstanceNumber: &num}
+		if _, err := idx.RecordInstance(ctx, index.Instance{Attrs: a, Location: "none", Version: 1, Size: 1, SHA256: "00",
+			ReceivedAt: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
