@@ -102,12 +102,11 @@ func dataSet(in inst) []byte {
 
 // node is a Q/R SCP over a fresh data directory and index.
 type node struct {
-	svc  *qr.Service
-	srv  *dimsetest.Server
-	idx  *index.Index
-	fs   *files.Local
-	dir  string
-	dest map[string]qr.Destination
+	svc *qr.Service
+	srv *dimsetest.Server
+	idx *index.Index
+	fs  *files.Local
+	dir string
 }
 
 // backends opens a fresh index per database: SQLite always, PostgreSQL
@@ -168,8 +167,8 @@ func newNode(t *testing.T, idx *index.Index, extra ...string) *node {
 		}
 		f.Close()
 	}
-	n := &node{idx: idx, fs: fs, dir: dir, dest: map[string]qr.Destination{}}
-	n.svc = qr.New(idx, fs, qr.Options{AETitle: "OTONODE", Destinations: n.dest})
+	n := &node{idx: idx, fs: fs, dir: dir}
+	n.svc = qr.New(idx, fs, qr.Options{AETitle: "OTONODE"})
 	mux := dimse.NewServeMux()
 	n.svc.Register(mux)
 	storage := []dimse.Syntax{{AbstractSyntax: "", TransferSyntaxes: []string{dimse.JPEGLosslessSV1, dimse.JPEGLossless,

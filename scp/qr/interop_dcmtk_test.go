@@ -111,7 +111,7 @@ func TestMovescuToStorescp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	addr, dir := storescp(t, "STORESCP")
-	n.dest["STORESCP"] = qr.Destination{Addr: addr}
+	n.svc.SetDestination("STORESCP", qr.Destination{Addr: addr})
 	out, err := run(t, ctx, "movescu", "-S", "-aec", "OTONODE", "-aem", "STORESCP", "-k", "QueryRetrieveLevel=STUDY",
 		"-k", "StudyInstanceUID=2.25.1000.1", n.srv.Host(), n.srv.Port())
 	if err != nil {
@@ -123,12 +123,12 @@ func TestMovescuToStorescp(t *testing.T) {
 	}
 	// The compressed instances arrive decompressed, their pixels equal to
 	// dcmtk's own decompression.
-	for _, p := range []string{jl, rl, jl57} {
+	for i, p := range []string{jl, rl, jl57} {
 		fm, _ := metaOf(t, p)
 		dir2 := t.TempDir()
-		dest2 := "D" + fmt.Sprint(len(n.dest))
+		dest2 := fmt.Sprintf("D%d", i)
 		addr2, _ := storescp(t, dest2, "-od", dir2)
-		n.dest[dest2] = qr.Destination{Addr: addr2}
+		n.svc.SetDestination(dest2, qr.Destination{Addr: addr2})
 		out, err := run(t, ctx, "movescu", "-P", "-aec", "OTONODE", "-aem", dest2, "-k", "QueryRetrieveLevel=IMAGE",
 			"-k", "PatientID="+patientOf(t, n, fm.MediaStorageSOPInstanceUID), "-k", "StudyInstanceUID="+studyOf(t, n, fm.MediaStorageSOPInstanceUID),
 			"-k", "SeriesInstanceUID="+seriesOf(t, n, fm.MediaStorageSOPInstanceUID), "-k", "SOPInstanceUID="+fm.MediaStorageSOPInstanceUID,

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/otonode/otonode/dimse"
 	"github.com/otonode/otonode/store/files"
@@ -62,6 +63,9 @@ type Service struct {
 	files Files
 	opt   Options
 	log   *slog.Logger
+
+	mu    sync.Mutex
+	dests map[string]Destination
 }
 
 // New returns the service over an index and the files it points to.
@@ -73,7 +77,30 @@ func New(idx Index, fs Files, opt Options) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{idx: idx, files: fs, opt: opt, log: log}
+	dests := make(map[string]Destination, len(opt.Destinations))
+	for ae, d := range opt.Destinations {
+		dests[ae] = d
+	}
+	return &Service{idx: idx, files: fs, opt: opt, log: log, dests: dests}
+}
+
+// SetDestination adds or replaces a C-MOVE destination while serving
+// (a configuration reload); an empty Addr removes it.
+func (s *Service) SetDestination(ae string, d Destination) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.Addr == "" {
+		delete(s.dests, ae)
+		return
+	}
+	s.dests[ae] = d
+}
+
+func (s *Service) destination(ae string) (Destination, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.dests[ae]
+	return d, ok
 }
 
 // model is one information model's SOP classes.

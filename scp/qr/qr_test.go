@@ -203,8 +203,8 @@ func TestMoveOurs(t *testing.T) {
 		w.WriteStatus(dimse.StatusSuccess)
 	})
 	dest := newStorageServer(t, mux)
-	n.dest["DEST"] = qr.Destination{Addr: dest}
-	n.dest["DEAD"] = qr.Destination{Addr: "127.0.0.1:" + freePort(t)}
+	n.svc.SetDestination("DEST", qr.Destination{Addr: dest})
+	n.svc.SetDestination("DEAD", qr.Destination{Addr: "127.0.0.1:" + freePort(t)})
 	a := dialQR(t, ctx, n.srv.Addr, dimse.ImplicitVRLittleEndian)
 	var progress int
 	res, err := a.Move(ctx, dimse.StudyRootMove, "DEST", query(t, "QueryRetrieveLevel=STUDY", "StudyInstanceUID=2.25.1000.1"),

@@ -183,7 +183,7 @@ func (s *Service) serveMove(w dimse.ResponseWriter, r *dimse.Request) {
 		return
 	}
 	rq := r.Message.(*dimse.CMoveRQ)
-	dest, ok := s.opt.Destinations[rq.MoveDestination]
+	dest, ok := s.destination(rq.MoveDestination)
 	if !ok {
 		w.WriteStatus(dimse.StatusMoveDestinationUnknown)
 		w.SetErrorComment("unknown move destination " + rq.MoveDestination)
