@@ -274,8 +274,13 @@ func (L *labyrinth) sdf(p vec3) (float64, uint8) {
 	p = L.rot.mul(p)
 	d, lab := L.all.dist(p)
 	for i := range L.blobs {
-		if bd := L.blobs[i].sdf(p); bd < d {
-			d, lab = bd, L.blobs[i].lab
+		b := &L.blobs[i]
+		// An ellipsoid is no nearer than its centre minus its longest axis.
+		if norm(sub(p, b.c))-math.Max(b.r[0], math.Max(b.r[1], b.r[2])) >= d {
+			continue
+		}
+		if bd := b.sdf(p); bd < d {
+			d, lab = bd, b.lab
 		}
 	}
 	return d, lab

@@ -37,6 +37,7 @@ type renderer struct {
 const tile = 16
 
 func render(ctx context.Context, sc *scene, g volume.Grid, hu [nTissue]float32, super bool, workers int) (*rendered, error) {
+	sc.prepare()
 	n := g.Len()
 	out := &rendered{hu: make([]float32, n), lab: make([]uint8, n), earVoxel: make([][4]int64, len(sc.ears))}
 	r := &renderer{sc: sc, g: g, hu: hu, super: super, out: out, nears: len(sc.ears), sp: g.Affine.Spacing()}

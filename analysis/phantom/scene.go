@@ -60,6 +60,7 @@ func (ps pose) apply(p vec3) vec3 { return ps.m.mul(sub(p, ps.o)) }
 type scene struct {
 	toHead pose
 	ears   []pose // head frame → ear frame
+	direct []pose // patient → ear frame (toHead then ears[e]), set by prepare
 	labs   []*labyrinth
 	layers []layer
 	bg     Tissue
@@ -78,6 +79,15 @@ type pt struct {
 	haveL [2]bool
 }
 
+// prepare composes the patient → ear transforms.
+func (s *scene) prepare() {
+	s.direct = s.direct[:0]
+	for _, e := range s.ears {
+		// q = Me·(Rh·(p − oh) − oe) = (Me·Rh)·(p − (oh + Rhᵀ·oe))
+		s.direct = append(s.direct, pose{m: e.m.mulM(s.toHead.m), o: add(s.toHead.o, s.toHead.m.t().mul(e.o))})
+	}
+}
+
 func (c *pt) reset(sc *scene, p vec3) {
 	c.sc, c.p = sc, p
 	c.have = [3]bool{}
@@ -86,12 +96,10 @@ func (c *pt) reset(sc *scene, p vec3) {
 
 func (c *pt) frame(f int) vec3 {
 	if !c.have[f] {
-		if !c.have[0] {
+		if f == 0 {
 			c.fr[0] = c.sc.toHead.apply(c.p)
-			c.have[0] = true
-		}
-		if f > 0 {
-			c.fr[f] = c.sc.ears[f-1].apply(c.fr[0])
+		} else {
+			c.fr[f] = c.sc.direct[f-1].apply(c.p)
 		}
 		c.have[f] = true
 	}
