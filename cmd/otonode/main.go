@@ -39,6 +39,9 @@ func commands() []command {
 		{name: "push", summary: "send DICOM files and folders by C-STORE", run: runPush},
 		{name: "serve", summary: "run the ingest node (C-STORE SCP, index, completion, NATS events)", run: runServe},
 		{name: "complete", summary: "complete a receiving series now (via the node's HTTP API)", run: runComplete},
+		{name: "find", summary: "query a DICOM peer by C-FIND", run: runFind},
+		{name: "move", summary: "have a DICOM peer send instances to an AE by C-MOVE", run: runMove},
+		{name: "get", summary: "retrieve instances from a DICOM peer by C-GET into a folder", run: runGet},
 		{name: "phantom", summary: "generate synthetic temporal-bone CT with ground truth (case, dataset, preview)", run: runPhantom},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
