@@ -89,7 +89,7 @@ func MixVariant(seed uint64) Variant {
 	}
 	v.Artefacts = d.uni(0, 1) < 0.15
 	if d.uni(0, 1) < 0.2 {
-		v.Dose = d.uni(0.3, 1)
+		v.Dose = math.Round(d.uni(0.3, 1)*100) / 100
 	}
 	return v
 }
