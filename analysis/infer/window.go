@@ -66,7 +66,7 @@ func Predict(ctx context.Context, r Runner, x []float32, dims [3]int, t Tiling) 
 	}
 	var starts [3][]int
 	for a := range 3 {
-		starts[a] = windowStarts(dims[a], t.Window[a], t.Window[a]-t.Overlap)
+		starts[a] = WindowStarts(dims[a], t.Window[a], t.Window[a]-t.Overlap)
 	}
 	weight := gaussianWindow(t.Window)
 	n := dims[0] * dims[1] * dims[2]
@@ -103,10 +103,10 @@ func Predict(ctx context.Context, r Runner, x []float32, dims [3]int, t Tiling) 
 
 func roundUp(n, m int) int { return (n + m - 1) / m * m }
 
-// windowStarts places windows of size w with the given stride along an axis
+// WindowStarts places windows of size w with the given stride along an axis
 // of length n; the last window ends at the axis end, so no voxel is left out
 // and no window hangs over the edge unless the axis is shorter than w.
-func windowStarts(n, w, stride int) []int {
+func WindowStarts(n, w, stride int) []int {
 	if n <= w {
 		return []int{0}
 	}

@@ -87,8 +87,8 @@ func TestWindowStarts(t *testing.T) {
 		{400, 128, 103, []int{0, 103, 206, 272}}, // the paper's 128³ chunks, 25 overlap
 	}
 	for _, tt := range tests {
-		if got := windowStarts(tt.n, tt.w, tt.stride); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("windowStarts(%d, %d, %d) = %v, want %v", tt.n, tt.w, tt.stride, got, tt.want)
+		if got := WindowStarts(tt.n, tt.w, tt.stride); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("WindowStarts(%d, %d, %d) = %v, want %v", tt.n, tt.w, tt.stride, got, tt.want)
 		}
 	}
 }

@@ -35,6 +35,7 @@ func commands() []command {
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "analyze", summary: "analyse a CT series offline (segmentation, landmarks, uncertainty)", run: runAnalyze},
 		{name: "evaluate", summary: "score the analysis on a labelled dataset with the paper's metrics", run: runEvaluate},
+		{name: "bench", summary: "benchmarks against a peer in the same run (bench analysis: the paper's protocol vs ours)", run: runBench},
 		{name: "echo", summary: "verify a DICOM peer with C-ECHO", run: runEcho},
 		{name: "push", summary: "send DICOM files and folders by C-STORE", run: runPush},
 		{name: "serve", summary: "run the ingest node (C-STORE SCP, index, completion, NATS events)", run: runServe},

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/otonode/otonode/analysis"
+	"github.com/otonode/otonode/analysis/infer"
+	"github.com/otonode/otonode/analysis/volume"
+)
+
+// benchRun is what one measured path reports to the parent process.
+type benchRun struct {
+	Path      string             `json:"path"`
+	Stages    map[string]float64 `json:"stages_s"`
+	TotalS    float64            `json:"total_s"`
+	Measured  bool               `json:"measured"` // false: extrapolated from a subset
+	Note      string             `json:"note,omitempty"`
+	PeakRSSMB float64            `json:"peak_rss_mb"`
+}
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "analysis" {
+		return fmt.Errorf("%w: usage: otonode bench analysis --model MANIFEST --input CT [--paper-chunks N]", errUsage)
+	}
+	fs := flag.NewFlagSet("bench analysis", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	model := fs.String("model", os.Getenv("OTONODE_MODEL"), "model manifest")
+	input := fs.String("input", "", "CT volume (DICOM folder, NIfTI or NRRD), e.g. a 512×512×400 flat-panel phantom")
+	ortLib := fs.String("ort-lib", "", "libonnxruntime.so; default $ORT_LIB")
+	paperChunks := fs.Int("paper-chunks", 2, "chunks of the paper's protocol to time (0: all) before extrapolating")
+	path := fs.String("path", "", "internal: run one path (paper or otonode) and print JSON")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *model == "" || *input == "" {
+		return fmt.Errorf("%w: need --model and --input", errUsage)
+	}
+	if *path != "" {
+		r, err := benchPath(ctx, *path, *model, *input, *ortLib, *paperChunks)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(r)
+	}
+	// Each path runs in its own process so that neither inherits the
+	// other's heap and peak RSS is the path's own.
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var runs []benchRun
+	for _, p := range []string{"paper", "otonode"} {
+		fmt.Fprintf(stderr, "running the %s path…\n", p)
+		cmd := exec.CommandContext(ctx, self, "bench", "analysis", "--path", p, "--model", *model, "--input", *input,
+			"--ort-lib", *ortLib, "--paper-chunks", fmt.Sprint(*paperChunks))
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s path: %w", p, err)
+		}
+		var r benchRun
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+			return fmt.Errorf("%s path: %w", p, err)
+		}
+		runs = append(runs, r)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "path\ttotal s\tpeak RSS MB\tstages (s)\tnote")
+	for _, r := range runs {
+		kind := ""
+		if !r.Measured {
+			kind = " (extrapolated)"
+		}
+		fmt.Fprintf(tw, "%s\t%.1f%s\t%.0f\t%v\t%s\n", r.Path, r.TotalS, kind, r.PeakRSSMB, r.Stages, r.Note)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "ratio paper / otonode: %.1f×\n", runs[0].TotalS/runs[1].TotalS)
+	return nil
+}
+
+func benchPath(ctx context.Context, path, model, input, ortLib string, paperChunks int) (*benchRun, error) {
+	r := &benchRun{Path: path, Stages: map[string]float64{}, Measured: true}
+	t0 := time.Now()
+	in, err := analysis.LoadInput(ctx, []string{input})
+	if err != nil {
+		return nil, err
+	}
+	r.Stages["load"] = time.Since(t0).Seconds()
+	man, net, err := analysis.OpenModel(model, ortLib, infer.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer net.Close()
+	a := &analysis.Analyzer{Manifest: man, Model: net}
+	start := time.Now()
+	switch path {
+	case "otonode":
+		res, err := a.Analyze(ctx, in.CT)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range res.Stages {
+			r.Stages[s.Name] += math.Round(s.Duration.Seconds()*100) / 100
+		}
+		r.Note = fmt.Sprintf("%s, %d ear(s)", res.Status, len(res.Ears))
+	case "paper":
+		ct := in.CT
+		sp := ct.Affine.Spacing()
+		if math.Abs(sp[0]-man.VoxelSizeMM) > 0.01*man.VoxelSizeMM || math.Abs(sp[2]-man.VoxelSizeMM) > 0.01*man.VoxelSizeMM {
+			t := time.Now()
+			if ct, err = volume.ResampleLinear(ct, volume.IsotropicGrid(ct.Grid, man.VoxelSizeMM), float32(man.Normalization.ClipLow)); err != nil {
+				return nil, err
+			}
+			r.Stages["resample whole volume"] = time.Since(t).Seconds()
+		}
+		pt, err := a.PaperProtocol(ctx, ct, paperChunks)
+		if err != nil {
+			return nil, err
+		}
+		r.Stages["normalise"] = pt.Normalise.Seconds()
+		r.Stages["per chunk (all TTA passes)"] = pt.PerChunk.Seconds()
+		r.Measured = pt.ChunksRun == pt.Chunks
+		r.Note = fmt.Sprintf("%d of %d chunks of %v with %d overlap, %d TTA passes each", pt.ChunksRun, pt.Chunks, man.Chunk.Size, man.Chunk.Overlap, pt.TransformCount)
+		r.TotalS = r.Stages["load"] + r.Stages["resample whole volume"] + pt.Extrapolated.Seconds()
+	default:
+		return nil, fmt.Errorf("%w: --path %q", errUsage, path)
+	}
+	if path == "otonode" {
+		r.TotalS = r.Stages["load"] + time.Since(start).Seconds()
+	}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		r.PeakRSSMB = float64(ru.Maxrss) / 1024
+	}
+	return r, nil
+}
