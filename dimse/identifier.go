@@ -19,7 +19,7 @@ func (t Tag) Element() uint16 { return uint16(t) }
 func (t Tag) String() string { return fmt.Sprintf("(%04X,%04X)", t.Group(), t.Element()) }
 
 // Element is one data element of an Identifier. Value holds the bytes as
-// encoded (padding included); sequences keep their encoded items opaque.
+// encoded (padding included); a sequence (VR SQ) is kept without items.
 type Element struct {
 	Tag   Tag
 	VR    string
@@ -60,6 +60,11 @@ func ParseIdentifier(b []byte, transferSyntax string) (*Identifier, error) {
 		b = b[n:]
 		if e.Tag.Group() == 0x0002 || e.Tag.Group() == 0xFFFE {
 			continue // file meta or stray delimiters have no place here
+		}
+		if e.VR == "SQ" {
+			// Sequence matching is not supported (PS3.4 C.2.2.2.6 is
+			// optional): a sequence key is kept, empty.
+			e.Value = nil
 		}
 		d.Set(e.Tag, e.VR, e.Value)
 	}
@@ -131,9 +136,8 @@ func validVR(vr string) bool {
 	return len(vr) == 2 && vr[0] >= 'A' && vr[0] <= 'Z' && vr[1] >= 'A' && vr[1] <= 'Z'
 }
 
-// Encode writes the identifier in implicit or explicit VR little endian.
-// Sequences are written as they were received; they must come from an
-// identifier of the same transfer syntax.
+// Encode writes the identifier in implicit or explicit VR little endian;
+// sequences are written empty, with undefined length.
 func (d *Identifier) Encode(transferSyntax string) ([]byte, error) {
 	explicit := transferSyntax == ExplicitVRLittleEndian
 	if !explicit && transferSyntax != ImplicitVRLittleEndian {
@@ -166,7 +170,9 @@ func (d *Identifier) Encode(transferSyntax string) ([]byte, error) {
 			b = append(b, e.VR...)
 			b = binary.LittleEndian.AppendUint16(b, uint16(len(v)))
 		}
-		b = append(b, v...)
+		if !undefined {
+			b = append(b, v...)
+		}
 		if undefined {
 			b = append(b, 0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0)
 		}

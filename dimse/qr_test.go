@@ -275,3 +275,42 @@ func TestGetOursToOurs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzParseIdentifier: any input is an identifier or an ErrIdentifier, and
+// what parses re-encodes to something that parses to the same elements.
+func FuzzParseIdentifier(f *testing.F) {
+	id := &dimse.Identifier{}
+	id.SetString(0x00080052, "STUDY")
+	id.SetString(0x00100010, "Doe*")
+	id.Set(0x00081110, "SQ", nil)
+	for _, ts := range []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian} {
+		b, _ := id.Encode(ts)
+		f.Add(b, ts == dimse.ExplicitVRLittleEndian)
+	}
+	f.Add([]byte{0x08, 0x00, 0x52, 0x00, 'C', 'S', 0xFF, 0xFF}, true)
+	f.Add([]byte{0x08, 0x00, 0x11, 0x11, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF}, false)
+	f.Fuzz(func(t *testing.T, b []byte, explicit bool) {
+		ts := dimse.ImplicitVRLittleEndian
+		if explicit {
+			ts = dimse.ExplicitVRLittleEndian
+		}
+		got, err := dimse.ParseIdentifier(b, ts)
+		if err != nil {
+			if !errors.Is(err, dimse.ErrIdentifier) {
+				t.Fatalf("error %v is not ErrIdentifier", err)
+			}
+			return
+		}
+		enc, err := got.Encode(ts)
+		if err != nil {
+			return // e.g. a long value under a short VR
+		}
+		again, err := dimse.ParseIdentifier(enc, ts)
+		if err != nil {
+			t.Fatalf("re-encoded identifier does not parse: %v", err)
+		}
+		if again.Len() != got.Len() {
+			t.Fatalf("%d elements, %d after a round trip", got.Len(), again.Len())
+		}
+	})
+}

@@ -292,6 +292,12 @@ func decodeFrames(frames [][]byte, pi pixelInfo, isRLE bool) (out []byte, err er
 				return nil, fmt.Errorf("%w: RLE image of type %T", ErrDecompress, img)
 			}
 		} else {
+			// Lossless JPEG spends at least one bit per sample, so a
+			// frame claiming more pixels than that is refused before
+			// the decoder allocates them.
+			if n > 8*len(f) {
+				return nil, fmt.Errorf("%w: JPEG frame of %d bytes cannot hold %d×%d pixels", ErrDecompress, len(f), pi.cols, pi.rows)
+			}
 			li, err := ljpeg.Decode(f)
 			if err != nil {
 				return nil, fmt.Errorf("%w: %v", ErrDecompress, err)

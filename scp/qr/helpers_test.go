@@ -391,3 +391,5 @@ func addRows(t *testing.T, idx *index.Index, study string, n int) {
 		}
 	}
 }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
