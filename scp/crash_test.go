@@ -163,3 +163,55 @@ func TestCrash(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged instances indexed", found, n)
 	}
 }
+
+// TestGracefulShutdown: after SIGTERM the node refuses new associations,
+// lets the running one store its remaining instances, and exits 0 once it
+// is released.
+func TestGracefulShutdown(t *testing.T) {
+	bin := otonodeBinary(t)
+	args, dicomAddr, httpAddr, natsAddr := serveArgs(t, filepath.Join(t.TempDir(), "data"))
+	p := startProc(t, append([]string{bin}, args...), dicomAddr, httpAddr, natsAddr)
+	ctx := context.Background()
+	root := uidRoot()
+	s := seriesSpec{Study: root + ".1", Series: root + ".2", Number: 1, N: 3, Thickness: "0.6"}
+	opts := dimse.DialOptions{CallingAETitle: "CT1", CalledAETitle: "OTONODE", Proposals: dimse.StorageProposals(ctImage),
+		ARTIMTimeout: 3 * time.Second}
+	a, err := dimse.Dial(ctx, dicomAddr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := func(i int) error {
+		sop, ds := s.dataSet(i)
+		_, err := a.Store(ctx, dimse.Instance{SOPClassUID: ctImage, SOPInstanceUID: sop, TransferSyntaxUID: explicit,
+			DataSet: bytes.NewReader(ds)})
+		return err
+	}
+	if err := store(0); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	eventually(t, 5*time.Second, func() error {
+		b, err := dimse.Dial(ctx, dicomAddr, opts)
+		if err == nil {
+			b.Release(ctx)
+			return fmt.Errorf("new association accepted during shutdown")
+		}
+		return nil
+	})
+	for i := 1; i < s.N; i++ {
+		if err := store(i); err != nil {
+			t.Fatalf("in-flight association cut: %v", err)
+		}
+	}
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, tail(p.log(), 20))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("node did not exit after the last association ended")
+	}
+}
