@@ -168,18 +168,32 @@ func newNode(t *testing.T, idx *index.Index, extra ...string) *node {
 		f.Close()
 	}
 	n := &node{idx: idx, fs: fs, dir: dir}
-	n.svc = qr.New(idx, fs, qr.Options{AETitle: "OTONODE"})
+	n.srv = newServer(t, idx, fs, &n.svc)
+	return n
+}
+
+// newServer serves the Q/R service over idx and fs, wired as the node
+// wires it: Verification, the Q/R classes, and storage classes with the
+// SCP role for C-GET.
+func newServer(t testing.TB, idx *index.Index, fs *files.Local, svc **qr.Service) *dimsetest.Server {
+	*svc = qr.New(idx, fs, qr.Options{AETitle: "OTONODE"})
 	mux := dimse.NewServeMux()
-	n.svc.Register(mux)
+	(*svc).Register(mux)
 	storage := []dimse.Syntax{{AbstractSyntax: "", TransferSyntaxes: []string{dimse.JPEGLosslessSV1, dimse.JPEGLossless,
 		dimse.RLELossless, dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}}
 	syn := append([]dimse.Syntax{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}},
 		qr.Syntaxes()...)
 	syn = append(syn, qr.WithGetRole(storage)...)
-	n.srv = dimsetest.NewServer(&dimse.Server{AETitle: "OTONODE", Syntaxes: syn, Handler: mux})
-	t.Cleanup(func() { n.srv.Close() })
-	return n
+	srv := dimsetest.NewServer(&dimse.Server{AETitle: "OTONODE", Syntaxes: syn, Handler: mux})
+	t.Cleanup(func() { srv.Close() })
+	return srv
 }
+
+func newPostgresB(b *testing.B) string { return newPostgres(b) }
+func storescpB(b *testing.B, ae string, args ...string) (string, string) {
+	return storescp(b, ae, args...)
+}
+func destination(addr string) qr.Destination { return qr.Destination{Addr: addr} }
 
 // corpus returns a file of the shared test corpus.
 func corpus(t *testing.T, rel string) string {
@@ -196,7 +210,7 @@ func corpus(t *testing.T, rel string) string {
 }
 
 // tool finds a peer program: a skip outside CI, a failure under CI.
-func tool(t *testing.T, name string) string {
+func tool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
@@ -218,7 +232,7 @@ func run(t *testing.T, ctx context.Context, name string, args ...string) (string
 }
 
 // freePort returns a loopback port nobody listens on right now.
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +243,7 @@ func freePort(t *testing.T) string {
 }
 
 // waitListening waits until addr accepts connections.
-func waitListening(t *testing.T, addr string) {
+func waitListening(t testing.TB, addr string) {
 	t.Helper()
 	for i := 0; i < 200; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -242,7 +256,7 @@ func waitListening(t *testing.T, addr string) {
 }
 
 // storescp starts dcmtk's storage SCP writing into a new folder.
-func storescp(t *testing.T, ae string, args ...string) (addr, dir string) {
+func storescp(t testing.TB, ae string, args ...string) (addr, dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	port := freePort(t)
@@ -319,7 +333,7 @@ func readIdentifierFile(t *testing.T, path string) *dimse.Identifier {
 }
 
 // pgAdminDSN finds the local PostgreSQL (trust auth).
-func pgAdminDSN(t *testing.T) string {
+func pgAdminDSN(t testing.TB) string {
 	if dsn := os.Getenv("OTONODE_TEST_POSTGRES"); dsn != "" {
 		return dsn
 	}
@@ -344,7 +358,7 @@ func pgAdminDSN(t *testing.T) string {
 }
 
 // newPostgres creates a database of the test's own, dropped at cleanup.
-func newPostgres(t *testing.T) string {
+func newPostgres(t testing.TB) string {
 	admin := pgAdminDSN(t)
 	b := make([]byte, 6)
 	rand.Read(b)
