@@ -65,6 +65,7 @@ type seriesSpec struct {
 	Description   string
 	Localizer     bool
 	Modality      string
+	Size          int // rows and columns (default 16)
 }
 
 // dataSet encodes one instance of s in explicit VR little endian, with a
@@ -121,14 +122,18 @@ func (s seriesSpec) dataSet(i int) (sop string, b []byte) {
 	str(0x0020, 0x0037, "DS", `1\0\0\0\1\0`)
 	us(0x0028, 0x0002, 1)
 	str(0x0028, 0x0004, "CS", "MONOCHROME2")
-	us(0x0028, 0x0010, 16)
-	us(0x0028, 0x0011, 16)
+	size := s.Size
+	if size == 0 {
+		size = 16
+	}
+	us(0x0028, 0x0010, uint16(size))
+	us(0x0028, 0x0011, uint16(size))
 	str(0x0028, 0x0030, "DS", `0.5\0.5`)
 	us(0x0028, 0x0100, 16)
 	us(0x0028, 0x0101, 16)
 	us(0x0028, 0x0102, 15)
 	us(0x0028, 0x0103, 1)
-	px := make([]byte, 16*16*2)
+	px := make([]byte, size*size*2)
 	for j := range px {
 		px[j] = byte(i + j)
 	}
