@@ -163,39 +163,43 @@ func TestCorpus(t *testing.T) {
 	if len(fs) == 0 {
 		need(t, "the DICOM corpus", errors.New("no DICOM files"))
 	}
-	c := testConfig(t)
-	c.DICOM.MaxPDULength = 256 << 10
-	n := startNode(t, c)
-	res, err := storescu.Push(context.Background(), n.DICOMAddr(), dimse.DialOptions{CallingAETitle: "CORPUS",
-		CalledAETitle: c.DICOM.AETitle, ARTIMTimeout: 10 * time.Second, DIMSETimeout: 60 * time.Second}, fs, nil)
-	if err != nil {
-		t.Fatalf("push broke off: %v (%+v)", err, res)
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			c := testConfig(t)
+			c.DICOM.MaxPDULength = 256 << 10
+			n := startNode(t, c)
+			res, err := storescu.Push(context.Background(), n.DICOMAddr(), dimse.DialOptions{CallingAETitle: "CORPUS",
+				CalledAETitle: c.DICOM.AETitle, ARTIMTimeout: 10 * time.Second, DIMSETimeout: 60 * time.Second}, fs, nil)
+			if err != nil {
+				t.Fatalf("push broke off: %v (%+v)", err, res)
+			}
+			if res.Stored+res.Warnings+len(res.Failed) != len(fs) && res.Stored+len(res.Failed) != len(fs) {
+				t.Fatalf("%d files, %d stored, %d warnings, %d failed", len(fs), res.Stored, res.Warnings, len(res.Failed))
+			}
+			kinds := map[string]int{}
+			for _, e := range res.Failed {
+				var se *dimse.StatusError
+				switch {
+				case errors.As(e, &se) && se.Status.Class() == dimse.ClassFailure:
+					kinds[se.Status.String()]++
+				case errors.Is(e, dimse.ErrNoContext):
+					kinds["not negotiated"]++
+				default:
+					t.Errorf("not a refusal: %v", e)
+				}
+			}
+			t.Logf("%d files: %d stored, refused %v", len(fs), res.Stored, kinds)
+			if res.Stored < len(fs)/2 {
+				t.Errorf("only %d of %d stored", res.Stored, len(fs))
+			}
+			a, err := dimse.Dial(context.Background(), n.DICOMAddr(), dimse.DialOptions{CallingAETitle: "CT1", CalledAETitle: c.DICOM.AETitle})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Echo(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			a.Release(context.Background())
+		})
 	}
-	if res.Stored+res.Warnings+len(res.Failed) != len(fs) && res.Stored+len(res.Failed) != len(fs) {
-		t.Fatalf("%d files, %d stored, %d warnings, %d failed", len(fs), res.Stored, res.Warnings, len(res.Failed))
-	}
-	kinds := map[string]int{}
-	for _, e := range res.Failed {
-		var se *dimse.StatusError
-		switch {
-		case errors.As(e, &se) && se.Status.Class() == dimse.ClassFailure:
-			kinds[se.Status.String()]++
-		case errors.Is(e, dimse.ErrNoContext):
-			kinds["not negotiated"]++
-		default:
-			t.Errorf("not a refusal: %v", e)
-		}
-	}
-	t.Logf("%d files: %d stored, refused %v", len(fs), res.Stored, kinds)
-	if res.Stored < len(fs)/2 {
-		t.Errorf("only %d of %d stored", res.Stored, len(fs))
-	}
-	a, err := dimse.Dial(context.Background(), n.DICOMAddr(), dimse.DialOptions{CallingAETitle: "CT1", CalledAETitle: c.DICOM.AETitle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Echo(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	a.Release(context.Background())
 }
