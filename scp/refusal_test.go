@@ -166,6 +166,7 @@ func TestCorpus(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			c := testConfig(t)
+			b.setup(t, &c)
 			c.DICOM.MaxPDULength = 256 << 10
 			n := startNode(t, c)
 			res, err := storescu.Push(context.Background(), n.DICOMAddr(), dimse.DialOptions{CallingAETitle: "CORPUS",
