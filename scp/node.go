@@ -2,6 +2,8 @@ package scp
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -212,6 +214,14 @@ func (n *Node) wire() error {
 		}
 		n.Scheduler.Poke()
 	}}
+	if cfg.DICOM.TLS.CertFile != "" {
+		tc, err := serverTLS(cfg.DICOM.TLS)
+		if err != nil {
+			return err
+		}
+		// TLS below the release tracking, so it sees the plain PDUs.
+		n.dicomL = tls.NewListener(n.dicomL, tc)
+	}
 	n.dicomL = rel.Listener(n.dicomL, n.Metrics)
 	adm := &Admission{Peers: peers, Files: n.Files, Metrics: n.Metrics, Logger: lg.With("component", "dicom")}
 	n.DIMSE = &dimse.Server{
@@ -245,6 +255,27 @@ func (n *Node) wire() error {
 	(&API{Index: n.Index, Policy: policy, OnComplete: n.Scheduler.OnComplete, Logger: lg}).Register(mux)
 	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return nil
+}
+
+// serverTLS builds the DICOM port's TLS configuration (PS3.15 B.1).
+func serverTLS(c config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("scp: dicom.tls: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("scp: dicom.tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("scp: dicom.tls.client_ca_file %s holds no certificate", c.ClientCAFile)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
 }
 
 // DICOMAddr and HTTPAddr are the bound addresses (useful with port 0).

@@ -240,7 +240,11 @@ func (s *Selector) study(ctx context.Context, study string, now time.Time) error
 	}
 	slices.SortFunc(ok, s.Rules.Better)
 	best := ok[0]
-	if active != nil && s.Rules.Better(best, *active) >= 0 {
+	// One analysis per examination: a series that qualifies after another
+	// of the study was queued is not analysed, even if it ranks higher
+	// (PACS would get two results); a new revision of the chosen series
+	// is not "active" here and is queued again.
+	if active != nil {
 		for _, c := range ok {
 			if err := s.decline(ctx, c, "study already analysed with series "+active.SeriesInstanceUID, now); err != nil {
 				return err
