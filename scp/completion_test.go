@@ -185,3 +185,35 @@ func TestReconciler(t *testing.T) {
 		t.Fatalf("republished %v", got)
 	}
 }
+
+// TestExpectedCount: a series whose data announce its instance count
+// completes when the count arrived, while the association stays open.
+func TestExpectedCount(t *testing.T) {
+	c := testConfig(t)
+	c.Completion.Inactivity = time.Hour
+	n := startNode(t, c)
+	root := uidRoot()
+	s := seriesSpec{Study: root + ".1", Series: root + ".2", Number: 1, N: 5, Thickness: "0.6", Kernel: "BONE", Expected: 5}
+	a, err := dial(t, n, "CT1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release(context.Background())
+	for i := range s.N {
+		sop, ds := s.dataSet(i)
+		if _, err := a.Store(context.Background(), dimse.Instance{SOPClassUID: ctImage, SOPInstanceUID: sop,
+			TransferSyntaxUID: explicit, DataSet: bytes.NewReader(ds)}); err != nil {
+			t.Fatal(err)
+		}
+		if i == s.N-2 {
+			time.Sleep(300 * time.Millisecond)
+			if se, _ := n.Index.Series(context.Background(), s.Series); se.State != index.Receiving {
+				t.Fatalf("complete before the count: %s %s", se.State, se.Reason)
+			}
+		}
+	}
+	waitState(t, n, s.Series, 1, index.Queued)
+	if se, _ := n.Index.Series(context.Background(), s.Series); se.Reason != index.ReasonExpectedCount {
+		t.Fatalf("reason %q", se.Reason)
+	}
+}

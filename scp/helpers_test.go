@@ -66,6 +66,7 @@ type seriesSpec struct {
 	Localizer     bool
 	Modality      string
 	Size          int // rows and columns (default 16)
+	Expected      int // ImagesInAcquisition, 0: left out
 }
 
 // dataSet encodes one instance of s in explicit VR little endian, with a
@@ -120,6 +121,9 @@ func (s seriesSpec) dataSet(i int) (sop string, b []byte) {
 	str(0x0020, 0x0013, "IS", fmt.Sprint(i+1))
 	str(0x0020, 0x0032, "DS", fmt.Sprintf(`-4\-4\%d`, i))
 	str(0x0020, 0x0037, "DS", `1\0\0\0\1\0`)
+	if s.Expected > 0 {
+		str(0x0020, 0x1002, "IS", fmt.Sprint(s.Expected))
+	}
 	us(0x0028, 0x0002, 1)
 	str(0x0028, 0x0004, "CS", "MONOCHROME2")
 	size := s.Size

@@ -225,10 +225,11 @@ func (n *Node) wire() error {
 	n.dicomL = rel.Listener(n.dicomL, n.Metrics)
 	adm := &Admission{Peers: peers, Files: n.Files, Metrics: n.Metrics, Logger: lg.With("component", "dicom")}
 	n.DIMSE = &dimse.Server{
-		AETitle:         cfg.DICOM.AETitle,
-		Syntaxes:        Syntaxes(cfg.DICOM.SOPClasses),
-		Accept:          adm.Accept,
-		Handler:         &Storage{Ingest: n.Ingest, Releases: rel, Metrics: n.Metrics, Logger: lg.With("component", "dicom")},
+		AETitle:  cfg.DICOM.AETitle,
+		Syntaxes: Syntaxes(cfg.DICOM.SOPClasses),
+		Accept:   adm.Accept,
+		Handler: &Storage{Ingest: n.Ingest, Releases: rel, Expecting: n.Scheduler.Poke, Metrics: n.Metrics,
+			Logger: lg.With("component", "dicom")},
 		MaxPDULength:    uint32(max(cfg.DICOM.MaxPDULength, 0)),
 		MaxAssociations: cfg.DICOM.MaxAssociations,
 		ARTIMTimeout:    cfg.DICOM.ARTIMTimeout,

@@ -28,8 +28,12 @@ type Storage struct {
 	// Releases learns which series each association sent (for completion
 	// on release); nil skips that.
 	Releases *Releases
-	Metrics  *Metrics
-	Logger   *slog.Logger
+	// Expecting is called after an instance whose data announce the
+	// series' instance count, so completion by count need not wait for
+	// the scheduler's next look; nil skips it.
+	Expecting func()
+	Metrics   *Metrics
+	Logger    *slog.Logger
 }
 
 // ServeDIMSE implements dimse.Handler.
@@ -87,6 +91,9 @@ func (s *Storage) store(w dimse.ResponseWriter, r *dimse.Request) {
 	}
 	if s.Releases != nil {
 		s.Releases.add(r.Association.RemoteAddr, series)
+	}
+	if s.Expecting != nil && (st.Attrs.ImagesInAcquisition != nil || st.Attrs.NumberOfSlices != nil) {
+		s.Expecting()
 	}
 	log.Debug("stored", "series_instance_uid", series, "bytes", st.Size)
 	w.WriteStatus(dimse.StatusSuccess)
