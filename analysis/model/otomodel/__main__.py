@@ -102,7 +102,8 @@ def main(argv=None) -> int:
     t.add_argument("--validate-every", type=int, default=750)
     t.add_argument("--checkpoint-every", type=int, default=150)
     t.add_argument("--log-every", type=int, default=10)
-    t.add_argument("--window", type=int, default=128, help="inference window for the manifest")
+    t.add_argument("--window", type=int, default=0,
+                   help="inference window for the manifest and validation (0: --chunk; train on what you infer on)")
     t.add_argument("--overlap", type=int, default=25, help="inference overlap for the manifest")
     t.add_argument("--export", type=_bool, default=True, help="export OUT/model.onnx when the run completes")
     t.add_argument("--name", default="otonode-inner-ear-phantom")

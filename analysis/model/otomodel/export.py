@@ -134,7 +134,7 @@ def calibrate_uncertainty(state: dict, data: Optional[str] = None, window: Optio
     if not any(c.label.any() for c in cases):
         return None
     net = load_network(state)
-    window = window or int(tc.get("window", 128))
+    window = window or int(tc.get("window") or tc.get("chunk") or 128)
     return calibrate(net, cases, Normalization.from_dict(state["normalization"]), threshold, margin_mm, window)
 
 
@@ -160,8 +160,10 @@ def export_checkpoint(checkpoint: str, out_dir: str, name: str = "otonode-inner-
         state["iteration"], state["wall_s"] = run.get("iteration", 0), run.get("wall_s", 0.0)
     if calibrate and uncertainty is None:
         uncertainty = calibrate_uncertainty(state, calibrate_data, calibrate_window)
-    window = window or int(tc.get("window", 128))
+    window = window or int(tc.get("window") or tc.get("chunk") or 128)
     overlap = overlap if overlap is not None else int(tc.get("overlap", 25))
+    if not 0 <= overlap < window:
+        raise ValueError(f"overlap {overlap} must be in [0, window {window})")
     os.makedirs(out_dir, exist_ok=True)
     onnx_path = os.path.join(out_dir, onnx_name)
     export_onnx(load_network(state), onnx_path)

@@ -189,3 +189,14 @@ def test_real_data_export_needs_a_statement(dataset, tmp_path):
                           intended_use="Research use on site X's CT; not for diagnosis.")
     m = json.load(open(p))
     assert m["trained_on_synthetic_phantoms"] is False and m["intended_use"].startswith("Research use")
+
+
+def test_window_defaults_to_the_training_chunk(dataset, tmp_path):
+    assert TrainConfig(chunk=96).inference_window() == 96
+    assert TrainConfig(chunk=96, window=128).inference_window() == 128
+    out = str(tmp_path / "run")
+    Trainer(_cfg(dataset, out, iterations=1, window=0, overlap=5)).run()
+    m = json.load(open(export_checkpoint(os.path.join(out, "best.pt"), out, calibrate=False)))
+    assert m["chunk"]["size"] == [16, 16, 16] and m["chunk"]["overlap"] == 5
+    with pytest.raises(ValueError, match="overlap"):
+        Trainer(_cfg(dataset, str(tmp_path / "bad"), window=0, overlap=16))
