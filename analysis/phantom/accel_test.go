@@ -89,3 +89,55 @@ func renderVsBrute(t *testing.T, tokens string, size [3]int, sp float64) {
 		t.Errorf("%d of %d voxels differ from brute force", bad, g.Len())
 	}
 }
+
+// TestAdaptiveRender: with a half-resolution far field the image stays
+// close to the full render, and exact inside the fine box.
+func TestAdaptiveRender(t *testing.T) {
+	v := small(t, "right")
+	v.Size = [3]int{120, 120, 100}
+	v.SpacingMM = [3]float64{0.15, 0.15, 0.15}
+	var sc *scene
+	var g volume.Grid
+	c, err := Generate(t.Context(), 1, v, Options{onScene: func(s *scene, gg volume.Grid) { sc, g = s, gg }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := c.Info.Ears[0]
+	ctr := e.Landmarks["oval_window"].Voxel
+	b := volume.Box{}
+	for a := 0; a < 3; a++ {
+		b.Min[a], b.Max[a] = int(ctr[a])-20, int(ctr[a])+20
+	}
+	hu := clinicalHU()
+	full, err := render(t.Context(), sc, g, hu, true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, coarse, err := renderAdaptive(t.Context(), sc, g, hu, true, 0, []volume.Box{b})
+	if err != nil || coarse {
+		t.Fatalf("adaptive: %v (coarse %v): the grid is below fineLimit", err, coarse)
+	}
+	ad, err = renderHalf(t.Context(), sc, g, hu, true, 0, []volume.Box{b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diff float64
+	for k := 0; k < g.Size[2]; k++ {
+		for j := 0; j < g.Size[1]; j++ {
+			for i := 0; i < g.Size[0]; i++ {
+				o := g.Index(i, j, k)
+				d := math.Abs(float64(full.hu[o] - ad.hu[o]))
+				in := i >= b.Min[0] && i < b.Max[0] && j >= b.Min[1] && j < b.Max[1] && k >= b.Min[2] && k < b.Max[2]
+				if in && (d != 0 || full.lab[o] != ad.lab[o]) {
+					t.Fatalf("voxel %d,%d,%d inside the fine box differs", i, j, k)
+				}
+				diff += d
+			}
+		}
+	}
+	if m := diff / float64(g.Len()); m > 80 {
+		t.Errorf("mean |full − adaptive| = %.1f HU", m)
+	} else {
+		t.Logf("mean |full − adaptive| = %.1f HU", m)
+	}
+}

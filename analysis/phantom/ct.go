@@ -272,8 +272,11 @@ func artefactMap(g volume.Grid, im Imaging) []float32 {
 	return m
 }
 
-// parallel runs f(0..n-1) on workers goroutines.
+// parallel runs f(0..n-1) on workers goroutines (all cores when ≤ 0).
 func parallel(n, workers int, f func(int)) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
 	var wg sync.WaitGroup
 	ch := make(chan int, n)
 	for i := 0; i < n; i++ {

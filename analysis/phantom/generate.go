@@ -17,6 +17,7 @@ type Options struct {
 	NoSupersample bool // skip partial-volume supersampling (faster, blockier)
 
 	onScene func(*scene, volume.Grid) // tests: see the scene before rendering
+	fullRes bool                      // tests: no half-resolution far field
 }
 
 // Case is one generated CT with its ground truth.
@@ -42,6 +43,10 @@ type Info struct {
 	Tissues   []TissueInfo  `json:"tissues"`
 	HeadPose  [3][4]float64 `json:"patient_to_head"`
 	Identity  Identity      `json:"identity"`
+	// FineRegion lists the index boxes rendered at full resolution when the
+	// far field was rendered at half resolution (large grids); tissue voxel
+	// counts then cover these boxes only.
+	FineRegion []volume.Box `json:"fine_region,omitempty"`
 }
 
 // GridInfo is the geometry of the CT and label volumes.
@@ -284,7 +289,22 @@ func Generate(ctx context.Context, seed uint64, v Variant, opt Options) (*Case, 
 	if opt.onScene != nil {
 		opt.onScene(sc, g)
 	}
-	r, err := render(ctx, sc, g, hu, !opt.NoSupersample, opt.Workers)
+	var near []volume.Box
+	for e := range ears {
+		if e != mainIdx && !both {
+			continue
+		}
+		if b, ok := nearBox(labs[e], func(q vec3) vec3 { return earToPatient(e, q) }, g); ok {
+			near = append(near, b)
+		}
+	}
+	if len(near) == 2 && overlap(near[0], near[1]) {
+		near = []volume.Box{union(near[0], near[1])}
+	}
+	if opt.fullRes {
+		near = nil
+	}
+	r, coarse, err := renderAdaptive(ctx, sc, g, hu, !opt.NoSupersample, opt.Workers, near)
 	if err != nil {
 		return nil, err
 	}
@@ -313,6 +333,9 @@ func Generate(ctx context.Context, seed uint64, v Variant, opt Options) (*Case, 
 	}
 	for t := Tissue(0); t < nTissue; t++ {
 		info.Tissues = append(info.Tissues, TissueInfo{Name: t.String(), HU: float64(hu[t]), Voxels: r.tissue[t]})
+	}
+	if coarse {
+		info.FineRegion = near
 	}
 	if lesInfo != nil {
 		lesInfo.VolumeMM3 = float64(r.tissue[TLesion]) * vox
@@ -465,4 +488,14 @@ func (L *labyrinth) volume() float64 {
 		}
 	}
 	return vol
+}
+
+func overlap(a, b volume.Box) bool { return !a.Intersect(b).Empty() }
+
+func union(a, b volume.Box) volume.Box {
+	var u volume.Box
+	for c := 0; c < 3; c++ {
+		u.Min[c], u.Max[c] = min(a.Min[c], b.Min[c]), max(a.Max[c], b.Max[c])
+	}
+	return u
 }
