@@ -29,14 +29,27 @@ import (
 // announced exactly once. The restarted node then stops cleanly on
 // SIGTERM.
 func TestCrash(t *testing.T) {
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) { crash(t, db) })
+	}
+}
+
+func crash(t *testing.T, db string) {
 	bin := otonodeBinary(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
+	var extra []string
+	dsn := ""
+	if db == "postgres" {
+		dsn = newPostgres(t)
+		extra = []string{"--database", dsn}
+	}
 	args, dicomAddr, httpAddr, natsAddr := serveArgs(t, data)
+	args = append(args, extra...)
 	p := startProc(t, append([]string{bin}, args...), dicomAddr, httpAddr, natsAddr)
 
 	root := uidRoot()
-	const perSeries = 40
+	const perSeries = 250
 	var series []seriesSpec
 	for i := range 4 {
 		series = append(series, seriesSpec{Study: fmt.Sprintf("%s.%d", root, i+1), Series: fmt.Sprintf("%s.%d.1", root, i+1),
@@ -82,6 +95,7 @@ func TestCrash(t *testing.T) {
 
 	// Restart on the same data; the timers resume from the database.
 	args, dicomAddr, httpAddr, natsAddr = serveArgs(t, data)
+	args = append(args, extra...)
 	p = startProc(t, append([]string{bin}, args...), dicomAddr, httpAddr, natsAddr)
 	sent := map[string]bool{}
 	for sop := range acked {
@@ -125,7 +139,12 @@ func TestCrash(t *testing.T) {
 
 	// Every acknowledged instance is indexed and on disk, byte for byte.
 	ctx := context.Background()
-	x, err := index.OpenSQLite(ctx, filepath.Join(data, "index.db"))
+	var x *index.Index
+	if dsn != "" {
+		x, err = index.OpenPostgres(ctx, dsn)
+	} else {
+		x, err = index.OpenSQLite(ctx, filepath.Join(data, "index.db"))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
