@@ -17,9 +17,11 @@ import (
 // performs C-STORE sub-operations on the same association.
 //
 // A C-CANCEL-RQ is looked for whenever the handler calls one of these
-// methods; once seen, Cancelled reports true and the request's context is
-// cancelled. The handler then stops and writes StatusCancel (with the
-// counts so far, for C-GET and C-MOVE).
+// methods; once seen, Cancelled reports true. The handler then stops and
+// writes StatusCancel (with the counts so far, for C-GET and C-MOVE). The
+// request's context is deliberately not cancelled by it: a sub-operation
+// in flight (a C-STORE to a C-MOVE destination) should finish, not be
+// aborted mid-instance.
 type OperationWriter interface {
 	ResponseWriter
 	// WritePending sends a C-FIND-RSP with status pending and one match,
@@ -62,7 +64,6 @@ type operation struct {
 	sub       SubOperations
 	ident     []byte
 	cancelled bool
-	cancel    context.CancelFunc
 	lastPoll  time.Time
 	msgID     uint16
 }
@@ -135,9 +136,8 @@ func (o *operation) poll(force bool) error {
 // response a sub-operation waits for.
 func (o *operation) other(c *Command) error {
 	if c.CommandField == CCancelRQField {
-		if c.MessageIDBeingRespondedTo == o.rq.MessageID && !o.cancelled {
+		if c.MessageIDBeingRespondedTo == o.rq.MessageID {
 			o.cancelled = true
-			o.cancel()
 		}
 		return nil // a cancel of something else is ignored (PS3.7 9.3.2.3)
 	}
@@ -183,6 +183,8 @@ func (o *operation) Store(ctx context.Context, inst Instance) (*CStoreRSP, error
 	if !ok {
 		return nil, fmt.Errorf("%w for %s in %s as SCP (accepted: %v)", ErrNoContext, inst.SOPClassUID, inst.TransferSyntaxUID, ctxs)
 	}
+	// ctx bounds only the wait for the C-STORE-RSP: a cancelled ctx
+	// aborts, as it would on any association.
 	stop := o.a.watch(ctx)
 	defer stop()
 	o.msgID++

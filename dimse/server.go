@@ -399,9 +399,7 @@ func (s *Server) serveRequest(a *association, h Handler, info *AssociationInfo, 
 // C-CANCEL-RQ and sub-operations while the handler runs.
 func (s *Server) serveOperation(a *association, h Handler, r *Request, body *dataReader, log *slog.Logger) error {
 	c, pc := r.Command, r.PresentationContext
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	o := &operation{a: a, rq: c, pc: pc, cancel: cancel}
+	o := &operation{a: a, rq: c, pc: pc}
 	if body != nil {
 		b, err := readIdentifier(body)
 		if errors.Is(err, ErrMessageTooLarge) {
@@ -416,7 +414,6 @@ func (s *Server) serveOperation(a *association, h Handler, r *Request, body *dat
 		}
 		r.Body = bytes.NewReader(b)
 	}
-	r = r.WithContext(ctx)
 	switch {
 	case o.written:
 	case c.AffectedSOPClassUID != pc.AbstractSyntax:

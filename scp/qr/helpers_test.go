@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -184,7 +185,7 @@ func newServer(t testing.TB, idx *index.Index, fs *files.Local, svc **qr.Service
 	syn := append([]dimse.Syntax{{AbstractSyntax: dimse.VerificationSOPClass, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian, dimse.ImplicitVRLittleEndian}}},
 		qr.Syntaxes()...)
 	syn = append(syn, qr.WithGetRole(storage)...)
-	srv := dimsetest.NewServer(&dimse.Server{AETitle: "OTONODE", Syntaxes: syn, Handler: mux})
+	srv := dimsetest.NewServer(&dimse.Server{AETitle: "OTONODE", Syntaxes: syn, Handler: mux, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
 	t.Cleanup(func() { srv.Close() })
 	return srv
 }

@@ -1,6 +1,7 @@
 package qr_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/otonode/otonode/dimse"
 	"github.com/otonode/otonode/scp/qr"
+	"github.com/otonode/otonode/store"
+	"github.com/otonode/otonode/store/files"
 )
 
 // query builds an identifier from keyword=value pairs.
@@ -240,4 +243,66 @@ func newStorageServer(t *testing.T, h dimse.Handler) string {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return l.Addr().String()
+}
+
+// TestRetrieveCancel cancels a C-GET and a C-MOVE after their first
+// sub-operation: the SCP stops, answers Cancel with its counts, and the
+// association goes on.
+func TestRetrieveCancel(t *testing.T) {
+	n := newNode(t, backends[0].open(t))
+	const many = 40
+	ctx := context.Background()
+	g := &store.Ingest{Files: n.fs, Index: n.idx}
+	for i := 1; i <= many; i++ {
+		in := inst{"P7", "Cancel^Me", "19700101", "2.25.1000.7", "20260101", "120000", "C7", "2.25.1000.7.1", "CT", fmt.Sprintf("2.25.1000.7.1.%d", i), i}
+		if _, err := g.Store(ctx, bytes.NewReader(dataSet(in)), files.Meta{SOPClassUID: ctImage, SOPInstanceUID: in.sop,
+			TransferSyntaxUID: dimse.ExplicitVRLittleEndian}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := func() *dimse.Identifier {
+		return query(t, "QueryRetrieveLevel=SERIES", "StudyInstanceUID=2.25.1000.7", "SeriesInstanceUID=2.25.1000.7.1")
+	}
+	tctx, done := context.WithTimeout(ctx, 30*time.Second)
+	defer done()
+	a := dialQR(t, tctx, n.srv.Addr, dimse.ExplicitVRLittleEndian, dimse.StorageProposals(ctImage)...)
+
+	gctx, cancel := context.WithCancel(tctx)
+	got := 0
+	h := dimse.HandlerFunc(func(w dimse.ResponseWriter, r *dimse.Request) {
+		io.Copy(io.Discard, r.Body)
+		got++
+		if got == 1 {
+			cancel()
+		}
+		time.Sleep(2 * time.Millisecond) // leave the cancel time to arrive
+		w.WriteStatus(dimse.StatusSuccess)
+	})
+	_, err := a.Get(gctx, dimse.StudyRootGet, q(), h, nil)
+	if !errors.Is(err, context.Canceled) || got >= many {
+		t.Errorf("cancelled C-GET: %v after %d of %d sub-operations", err, got, many)
+	}
+
+	t.Logf("C-GET stopped after %d of %d", got, many)
+	// C-MOVE to a slow destination, cancelled at the first progress.
+	mux := dimse.NewServeMux()
+	mux.HandleFunc(dimse.CStoreRQField, "", func(w dimse.ResponseWriter, r *dimse.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(5 * time.Millisecond)
+		w.WriteStatus(dimse.StatusSuccess)
+	})
+	n.svc.SetDestination("SLOW", qr.Destination{Addr: newStorageServer(t, mux)})
+	mctx, mcancel := context.WithCancel(tctx)
+	var last dimse.SubOperations
+	_, err = a.Move(mctx, dimse.StudyRootMove, "SLOW", q(), func(s dimse.SubOperations) { last = s; mcancel() })
+	if !errors.Is(err, context.Canceled) || last.NumberOfCompletedSuboperations >= many-1 {
+		t.Errorf("cancelled C-MOVE: %v, last progress %+v", err, last)
+	}
+	t.Logf("C-MOVE: last progress %+v", last)
+	// The association is still good.
+	var studies int
+	if err := a.Find(tctx, dimse.StudyRootFind, query(t, "QueryRetrieveLevel=STUDY", "StudyInstanceUID=2.25.1000.7"),
+		func(*dimse.Identifier) error { studies++; return nil }); err != nil || studies != 1 {
+		t.Errorf("find after the cancels: %d, %v", studies, err)
+	}
 }
