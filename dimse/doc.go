@@ -18,6 +18,12 @@
 //     ResponseWriter; ServeMux routes by command and SOP class.
 //   - Client (client.go): Dial returns an *Association with Echo, Store,
 //     StoreFile, Release and Abort.
+//   - Query/Retrieve (operation.go, qr_client.go, identifier.go): a C-FIND,
+//     C-GET or C-MOVE handler gets an OperationWriter that streams pending
+//     responses, notices C-CANCEL-RQ and performs C-GET sub-operations on
+//     the same association; the client has Find, Move and Get. Identifiers
+//     are small data sets with their own codec (Identifier), any size,
+//     with the character sets ISO_IR 6, 100 and 192.
 //
 // Errors carry the standard's fields: *RejectError (A-ASSOCIATE-RJ),
 // *AbortError (A-ABORT), *StatusError (DIMSE status; errors.Is matches a
