@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -233,4 +235,42 @@ func TestGracefulShutdown(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("node did not exit after the last association ended")
 	}
+}
+
+// TestCompleteCommand drives `otonode complete` against a running
+// `otonode serve`.
+func TestCompleteCommand(t *testing.T) {
+	bin := otonodeBinary(t)
+	args, dicomAddr, httpAddr, natsAddr := serveArgs(t, filepath.Join(t.TempDir(), "data"))
+	args = append(args, "--completion.quiet_period", "1h", "--completion.inactivity", "1h")
+	p := startProc(t, append([]string{bin}, args...), dicomAddr, httpAddr, natsAddr)
+	ctx := context.Background()
+	root := uidRoot()
+	s := seriesSpec{Study: root + ".1", Series: root + ".2", Number: 1, N: 2, Thickness: "0.6"}
+	a, err := dimse.Dial(ctx, dicomAddr, dimse.DialOptions{CallingAETitle: "CT1", CalledAETitle: "OTONODE",
+		Proposals: dimse.StorageProposals(ctImage)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range s.N {
+		sop, ds := s.dataSet(i)
+		if _, err := a.Store(ctx, dimse.Instance{SOPClassUID: ctImage, SOPInstanceUID: sop, TransferSyntaxUID: explicit,
+			DataSet: bytes.NewReader(ds)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Release(ctx)
+	out, err := exec.Command(bin, "complete", "--node", httpAddr, s.Series).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "revision 1 complete (2 instances)") {
+		t.Fatalf("complete: %v: %s", err, out)
+	}
+	out, err = exec.Command(bin, "complete", "--node", httpAddr, s.Series).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "409") {
+		t.Fatalf("second complete: %v: %s", err, out)
+	}
+	out, err = exec.Command(bin, "complete", "--node", httpAddr).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("no UID: %v: %s", err, out)
+	}
+	p.stop(t, syscall.SIGTERM)
 }
