@@ -201,7 +201,9 @@ func (n *Node) wire() error {
 	n.Mover = &events.Mover{JS: n.JS, Topology: n.Topology, OnDeadLetter: MarkDeadLetter(n.Index, lg),
 		Logger: lg.With("component", "dead-letters")}
 
-	peers, err := ParsePeers(cfg.DICOM.AllowedCallers)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	peers, err := ParsePeers(ctx, cfg.DICOM.AllowedCallers)
 	if err != nil {
 		return err
 	}

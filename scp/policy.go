@@ -1,7 +1,9 @@
 package scp
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 
@@ -97,8 +99,9 @@ func Syntaxes(sopClasses []string) []dimse.Syntax {
 
 // ParsePeers reads the calling-AE allowlist: "AET" admits the title from
 // anywhere, "AET@host" only from that address ("AET@10.0.0.0/8" from a
-// network). Nil in, nil out: every caller is admitted.
-func ParsePeers(list []string) ([]dimse.PeerRule, error) {
+// network, "AET@ct1.example" from the addresses the name resolves to at
+// start-up). Nil in, nil out: every caller is admitted.
+func ParsePeers(ctx context.Context, list []string) ([]dimse.PeerRule, error) {
 	var out []dimse.PeerRule
 	for _, s := range list {
 		aet, host, pinned := strings.Cut(s, "@")
@@ -106,15 +109,23 @@ func ParsePeers(list []string) ([]dimse.PeerRule, error) {
 		if aet == "" || len(aet) > 16 {
 			return nil, fmt.Errorf("scp: allowed caller %q: AE title must have 1 to 16 characters", s)
 		}
-		r := dimse.PeerRule{AETitle: aet}
-		if pinned {
-			p, err := parsePrefix(strings.TrimSpace(host))
-			if err != nil {
-				return nil, fmt.Errorf("scp: allowed caller %q: %w", s, err)
-			}
-			r.Addr = p
+		if !pinned {
+			out = append(out, dimse.PeerRule{AETitle: aet})
+			continue
 		}
-		out = append(out, r)
+		host = strings.TrimSpace(host)
+		if p, err := parsePrefix(host); err == nil {
+			out = append(out, dimse.PeerRule{AETitle: aet, Addr: p})
+			continue
+		}
+		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil || len(addrs) == 0 {
+			return nil, fmt.Errorf("scp: allowed caller %q: %q is neither an address, a network nor a resolvable name: %v", s, host, err)
+		}
+		for _, a := range addrs {
+			a = a.Unmap()
+			out = append(out, dimse.PeerRule{AETitle: aet, Addr: netip.PrefixFrom(a, a.BitLen())})
+		}
 	}
 	return out, nil
 }
