@@ -4,15 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/otonode/otonode/dimse"
@@ -52,6 +53,25 @@ func TestIngest(t *testing.T) {
 			b.setup(t, &c)
 			n := startNode(t, c)
 			ctx := context.Background()
+			// A live subscriber beside the stream checks.
+			nc, err := n.embeddedConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			var subMu sync.Mutex
+			heard := map[string]int{}
+			sub, err := nc.Subscribe(n.Topology.SeriesCompleteSubject(), func(m *nats.Msg) {
+				var sc events.SeriesComplete
+				json.Unmarshal(m.Data, &sc)
+				subMu.Lock()
+				heard[AnnouncementID(sc.SeriesInstanceUID, sc.Revision)]++
+				subMu.Unlock()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
 
 			root := uidRoot()
 			study := root + ".1"
@@ -136,6 +156,11 @@ func TestIngest(t *testing.T) {
 				AnnouncementID(soft.Series, 1): 1, AnnouncementID(loc.Series, 1): 1,
 			}
 			checkStream(t, n.JS, n.Topology.EventsStream(), AnnouncementID, want)
+			subMu.Lock()
+			if fmt.Sprint(heard) != fmt.Sprint(want) {
+				t.Errorf("subscriber heard %v, want %v", heard, want)
+			}
+			subMu.Unlock()
 			checkStream(t, n.JS, n.Topology.WorkStream(), events.MsgID, map[string]int{
 				events.MsgID(bone.Series, 1): 1, events.MsgID(bone.Series, 2): 1})
 		})
@@ -219,5 +244,3 @@ func checkStream(t testing.TB, js jetstream.JetStream, stream string, msgID func
 		t.Fatal(err)
 	}
 }
-
-var _ = errors.Is
