@@ -23,7 +23,8 @@ import (
 // The benchmarks are opt-in: they build large indexes and move hundreds
 // of megabytes. Run them with
 //
-//	OTONODE_QR_BENCH=1 go test -run '^$' -bench . -benchtime 300x ./scp/qr
+//	OTONODE_QR_BENCH=1 go test -run '^$' -bench Find -benchtime 300x ./scp/qr
+//	OTONODE_QR_BENCH=1 go test -run '^$' -bench MoveVsPush -benchtime 5x ./scp/qr
 //
 // OTONODE_QR_BENCH_STUDIES scales the index (default 10000 studies of
 // 2 series × 50 instances = 1,000,000 instances).
