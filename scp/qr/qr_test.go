@@ -306,3 +306,33 @@ func TestRetrieveCancel(t *testing.T) {
 		t.Errorf("find after the cancels: %d, %v", studies, err)
 	}
 }
+
+// TestFindMaxMatches: beyond the cap the SCP sends what it may and ends
+// with "out of resources" (0xA701) rather than flooding the requestor.
+func TestFindMaxMatches(t *testing.T) {
+	n := newNode(t, backends[0].open(t))
+	svc := qr.New(n.idx, n.fs, qr.Options{MaxMatches: 2})
+	mux := dimse.NewServeMux()
+	svc.Register(mux)
+	srv := newStorageServerWith(t, mux, qr.Syntaxes())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a := dialQR(t, ctx, srv, dimse.ExplicitVRLittleEndian)
+	got := 0
+	err := a.Find(ctx, dimse.StudyRootFind, query(t, "QueryRetrieveLevel=IMAGE", "SOPInstanceUID="), func(*dimse.Identifier) error { got++; return nil })
+	if !errors.Is(err, dimse.StatusOutOfResourcesMatches) || got != 2 {
+		t.Errorf("capped find: %d matches, %v", got, err)
+	}
+}
+
+func newStorageServerWith(t *testing.T, h dimse.Handler, syn []dimse.Syntax) string {
+	t.Helper()
+	srv := &dimse.Server{Syntaxes: syn, Handler: h}
+	l, err := netListen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
+}
