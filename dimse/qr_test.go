@@ -3,6 +3,7 @@ package dimse_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -313,4 +314,51 @@ func FuzzParseIdentifier(f *testing.F) {
 			t.Fatalf("%d elements, %d after a round trip", got.Len(), again.Len())
 		}
 	})
+}
+
+// TestQROverTLS runs Find with a cancel and Get over TLS, where C-CANCEL
+// is looked for with a short read deadline instead of a socket peek.
+func TestQROverTLS(t *testing.T) {
+	p := newPKI(t, "qr")
+	srv := qrServer(1000, time.Millisecond)
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{p.server}}
+	ts := dimsetest.NewServer(srv)
+	defer ts.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	props := []dimse.Proposal{
+		{AbstractSyntax: dimse.StudyRootFind, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian}},
+		{AbstractSyntax: dimse.StudyRootGet, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian}},
+		{AbstractSyntax: dimse.CTImageStorage, TransferSyntaxes: []string{dimse.ExplicitVRLittleEndian}},
+	}
+	a, err := dimse.Dial(ctx, ts.Addr, dimse.DialOptions{Proposals: props, RoleSelections: dimse.RetrieveRoles(dimse.CTImageStorage),
+		TLSConfig: &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &dimse.Identifier{}
+	q.SetString(0x00080052, "STUDY")
+	stop := errors.New("enough")
+	n := 0
+	if err := a.Find(ctx, dimse.StudyRootFind, q, func(*dimse.Identifier) error {
+		n++
+		if n == 5 {
+			return stop
+		}
+		return nil
+	}); !errors.Is(err, stop) {
+		t.Fatalf("Find over TLS = %v", err)
+	}
+	got := 0
+	res, err := a.Get(ctx, dimse.StudyRootGet, q, dimse.HandlerFunc(func(w dimse.ResponseWriter, r *dimse.Request) {
+		io.Copy(io.Discard, r.Body)
+		got++
+		w.WriteStatus(dimse.StatusSuccess)
+	}), nil)
+	if err != nil || got != 1000 || res.NumberOfCompletedSuboperations != 1000 {
+		t.Fatalf("Get over TLS: %+v, %d received, %v", res, got, err)
+	}
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
