@@ -225,7 +225,8 @@ func seriesOf(t *testing.T, n *node, sop string) string {
 }
 
 func TestGetscu(t *testing.T) {
-	n := newNode(t, backends[0].open(t))
+	rl := corpus(t, rleMR)
+	n := newNode(t, backends[0].open(t), rl)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
@@ -244,6 +245,21 @@ func TestGetscu(t *testing.T) {
 			t.Errorf("%s: data set differs from the stored one", in.sop)
 		}
 	}
+	// An RLE instance: getscu proposes uncompressed syntaxes only, so it
+	// comes back decompressed, with dcmdrle's pixels.
+	fm, _ := metaOf(t, rl)
+	dir2 := t.TempDir()
+	out, err = run(t, ctx, "getscu", "-P", "-aec", "OTONODE", "-od", dir2, "-k", "QueryRetrieveLevel=IMAGE",
+		"-k", "PatientID="+patientOf(t, n, fm.MediaStorageSOPInstanceUID), "-k", "StudyInstanceUID="+studyOf(t, n, fm.MediaStorageSOPInstanceUID),
+		"-k", "SeriesInstanceUID="+seriesOf(t, n, fm.MediaStorageSOPInstanceUID), "-k", "SOPInstanceUID="+fm.MediaStorageSOPInstanceUID,
+		n.srv.Host(), n.srv.Port())
+	if err != nil {
+		t.Fatalf("getscu: %v\n%s", err, out)
+	}
+	if ts := received(t, dir2)[fm.MediaStorageSOPInstanceUID]; ts != dimse.ExplicitVRLittleEndian && ts != dimse.ImplicitVRLittleEndian {
+		t.Fatalf("RLE instance came back in %q\n%s", ts, out)
+	}
+	samePixels(t, ctx, rl, filepath.Join(dir2, onlyFile(t, dir2)))
 }
 
 func onlyMatching(t *testing.T, dir, sop string) string {
