@@ -50,6 +50,11 @@ type Node struct {
 	Publisher  *events.Publisher
 	Mover      *events.Mover
 	DIMSE      *dimse.Server
+	// Mux routes the DICOM port's requests: C-ECHO and C-STORE go to
+	// Storage. Other services (Query/Retrieve) register on it, and add
+	// their abstract syntaxes to DIMSE.Syntaxes, between New and Run.
+	Mux     *dimse.ServeMux
+	Storage *Storage
 
 	log      *slog.Logger
 	nc       *nats.Conn
@@ -225,13 +230,17 @@ func (n *Node) wire() error {
 		n.dicomL = tls.NewListener(n.dicomL, tc)
 	}
 	n.dicomL = rel.Listener(n.dicomL, n.Metrics)
+	n.Storage = &Storage{Ingest: n.Ingest, Releases: rel, Expecting: n.Scheduler.Poke, Metrics: n.Metrics,
+		Logger: lg.With("component", "dicom")}
+	n.Mux = dimse.NewServeMux()
+	n.Mux.Handle(dimse.CEchoRQField, "", n.Storage)
+	n.Mux.Handle(dimse.CStoreRQField, "", n.Storage)
 	adm := &Admission{Peers: peers, Files: n.Files, Metrics: n.Metrics, Logger: lg.With("component", "dicom")}
 	n.DIMSE = &dimse.Server{
-		AETitle:  cfg.DICOM.AETitle,
-		Syntaxes: Syntaxes(cfg.DICOM.SOPClasses),
-		Accept:   adm.Accept,
-		Handler: &Storage{Ingest: n.Ingest, Releases: rel, Expecting: n.Scheduler.Poke, Metrics: n.Metrics,
-			Logger: lg.With("component", "dicom")},
+		AETitle:         cfg.DICOM.AETitle,
+		Syntaxes:        Syntaxes(cfg.DICOM.SOPClasses),
+		Accept:          adm.Accept,
+		Handler:         n.Mux,
 		MaxPDULength:    uint32(max(cfg.DICOM.MaxPDULength, 0)),
 		MaxAssociations: cfg.DICOM.MaxAssociations,
 		ARTIMTimeout:    cfg.DICOM.ARTIMTimeout,
