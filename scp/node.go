@@ -24,6 +24,7 @@ import (
 	"github.com/otonode/otonode/scp/config"
 	"github.com/otonode/otonode/scp/events"
 	"github.com/otonode/otonode/scp/ops"
+	"github.com/otonode/otonode/scp/qr"
 	"github.com/otonode/otonode/store"
 	"github.com/otonode/otonode/store/files"
 	"github.com/otonode/otonode/store/index"
@@ -235,10 +236,16 @@ func (n *Node) wire() error {
 	n.Mux = dimse.NewServeMux()
 	n.Mux.Handle(dimse.CEchoRQField, "", n.Storage)
 	n.Mux.Handle(dimse.CStoreRQField, "", n.Storage)
+	dests, err := moveDestinations(cfg.DICOM.MoveDestinations)
+	if err != nil {
+		return err
+	}
+	qrs := qr.New(n.Index, n.Files, qr.Options{AETitle: cfg.DICOM.AETitle, Destinations: dests, Logger: lg.With("component", "qr")})
+	qrs.Register(n.Mux)
 	adm := &Admission{Peers: peers, Files: n.Files, Metrics: n.Metrics, Logger: lg.With("component", "dicom")}
 	n.DIMSE = &dimse.Server{
 		AETitle:         cfg.DICOM.AETitle,
-		Syntaxes:        Syntaxes(cfg.DICOM.SOPClasses),
+		Syntaxes:        append(qr.WithGetRole(Syntaxes(cfg.DICOM.SOPClasses)), qr.Syntaxes()...),
 		Accept:          adm.Accept,
 		Handler:         n.Mux,
 		MaxPDULength:    uint32(max(cfg.DICOM.MaxPDULength, 0)),
@@ -402,4 +409,18 @@ func (n *Node) close() {
 		n.closers[i]()
 	}
 	n.closers = nil
+}
+
+// moveDestinations parses "AET=host:port" entries.
+func moveDestinations(list []string) (map[string]qr.Destination, error) {
+	dests := map[string]qr.Destination{}
+	for _, e := range list {
+		ae, addr, ok := strings.Cut(e, "=")
+		ae = strings.TrimSpace(ae)
+		if _, _, err := net.SplitHostPort(addr); !ok || ae == "" || len(ae) > 16 || err != nil {
+			return nil, fmt.Errorf("%w: dicom.move_destinations entry %q: want AET=host:port", config.ErrInvalid, e)
+		}
+		dests[ae] = qr.Destination{Addr: strings.TrimSpace(addr)}
+	}
+	return dests, nil
 }

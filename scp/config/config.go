@@ -44,12 +44,14 @@ type DICOM struct {
 	Port    int    `yaml:"port"`
 	// AllowedCallers lists the calling AE titles accepted, each optionally
 	// as "AET@host" to pin the peer's address. Empty accepts any caller.
-	AllowedCallers  []string      `yaml:"allowed_callers"`
-	MaxAssociations int           `yaml:"max_associations"`
-	MaxPDULength    int           `yaml:"max_pdu_length"`
-	ARTIMTimeout    time.Duration `yaml:"artim_timeout"`
-	IdleTimeout     time.Duration `yaml:"idle_timeout"`
-	TLS             TLS           `yaml:"tls"`
+	AllowedCallers []string `yaml:"allowed_callers"`
+	// MoveDestinations are the C-MOVE destinations, each "AET=host:port".
+	MoveDestinations []string      `yaml:"move_destinations"`
+	MaxAssociations  int           `yaml:"max_associations"`
+	MaxPDULength     int           `yaml:"max_pdu_length"`
+	ARTIMTimeout     time.Duration `yaml:"artim_timeout"`
+	IdleTimeout      time.Duration `yaml:"idle_timeout"`
+	TLS              TLS           `yaml:"tls"`
 	// SOPClasses are the storage SOP classes accepted; empty accepts the
 	// built-in list of storage SOP classes, "*" any abstract syntax.
 	SOPClasses []string `yaml:"sop_classes"`
