@@ -39,7 +39,8 @@ type Options struct {
 	Gate Gate
 	ROI  roi.Options
 	// SingleWindow is the largest region (voxels per axis) run as one
-	// network input instead of sliding windows (default 160).
+	// network input instead of sliding windows (default: the manifest's
+	// chunk size).
 	SingleWindow int
 	// Progress, when set, is told about each step of the work.
 	Progress func(stage string, done, total int)
@@ -221,15 +222,19 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ea
 	if transforms == nil {
 		transforms = tta.All()
 	}
-	single := a.Options.SingleWindow
-	if single <= 0 {
-		single = 160
+	// A region larger than the manifest's chunk runs as sliding windows
+	// unless the options allow more: instance normalisation makes a
+	// network's output depend on its input's extent, so only a model
+	// trained for it may see larger windows.
+	single := m.Chunk.Size
+	if n := a.Options.SingleWindow; n > 0 {
+		single = [3]int{n, n, n}
 	}
 	tiling := infer.Tiling{
 		Window:   m.Chunk.Size,
 		Overlap:  m.Chunk.Overlap,
 		Multiple: m.Input.SpatialMultiple,
-		Single:   [3]int{single, single, single},
+		Single:   single,
 		Pad:      float32((m.Normalization.ClipLow - m.Normalization.Mean) / m.Normalization.Std),
 	}
 	n := x.Size
