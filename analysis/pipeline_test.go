@@ -114,7 +114,9 @@ func TestAnalyzeGeometry(t *testing.T) {
 	m := testManifest(0.2)
 	norm := func(hu float32) float32 { return (hu - 500) / 1000 }
 	// Fluid is what is less dense than halfway between fluid and capsule.
-	a := &Analyzer{Manifest: m, Model: fluidNet{lo: norm(-500), hi: norm(1015)}}
+	// fluidNet looks at its whole input (the centroid), so it must see the
+	// region in one window.
+	a := &Analyzer{Manifest: m, Model: fluidNet{lo: norm(-500), hi: norm(1015)}, Options: Options{SingleWindow: 256}}
 	res, err := a.Analyze(context.Background(), ct)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +173,7 @@ func TestAnalyzeUncertaintyAndFlags(t *testing.T) {
 	thr := 1e-3
 	m.Uncertainty.FlagThreshold = &thr
 	norm := func(hu float32) float32 { return (hu - 500) / 1000 }
-	a := &Analyzer{Manifest: m, Model: fluidNet{lo: norm(-500), hi: norm(1015), biased: true}}
+	a := &Analyzer{Manifest: m, Model: fluidNet{lo: norm(-500), hi: norm(1015), biased: true}, Options: Options{SingleWindow: 256}}
 	res, err := a.Analyze(context.Background(), ct)
 	if err != nil {
 		t.Fatal(err)
@@ -236,4 +238,30 @@ func TestPeakSubVoxel(t *testing.T) {
 
 func dist3(a, b [3]float64) float64 {
 	return math.Sqrt((a[0]-b[0])*(a[0]-b[0]) + (a[1]-b[1])*(a[1]-b[1]) + (a[2]-b[2])*(a[2]-b[2]))
+}
+
+// sizeNet records the input sizes it is given.
+type sizeNet struct {
+	fluidNet
+	largest *int
+}
+
+func (s sizeNet) Run(x []float32, d, h, w int) ([][]float32, error) {
+	*s.largest = max(*s.largest, d, h, w)
+	return s.fluidNet.Run(x, d, h, w)
+}
+
+// TestAnalyzeWindowsNoLargerThanChunk: by default the network never sees an
+// input larger than the manifest's chunk.
+func TestAnalyzeWindowsNoLargerThanChunk(t *testing.T) {
+	ct := paint([3]int{110, 100, 90}, 0.25, [3]float64{-12, -13, -11}, 1100, earScene)
+	m := testManifest(0.2) // the region is about 110 voxels a side
+	var largest int
+	a := &Analyzer{Manifest: m, Model: sizeNet{fluidNet{}, &largest}, Options: Options{TTA: []tta.Transform{tta.Identity}}}
+	if _, err := a.Analyze(context.Background(), ct); err != nil {
+		t.Fatal(err)
+	}
+	if largest != m.Chunk.Size[0] {
+		t.Fatalf("largest input %d, want the chunk size %d", largest, m.Chunk.Size[0])
+	}
 }
