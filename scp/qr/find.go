@@ -26,36 +26,49 @@ func (s *Service) serveFind(w dimse.ResponseWriter, r *dimse.Request) {
 	if s.opt.MaxMatches > 0 {
 		iq.Limit = s.opt.MaxMatches + 1
 	}
-	matches, err := s.idx.Find(ctx, iq)
+	// Each match goes out as a pending response as the database returns
+	// it; stop ends the query early without being an error.
+	sent := 0
+	stop := errors.New("stop")
+	var final dimse.Status
+	var comment string
+	err = s.idx.FindEach(ctx, iq, func(match index.Match) error {
+		if ow.Cancelled() {
+			final = dimse.StatusCancel
+			return stop
+		}
+		if s.opt.MaxMatches > 0 && sent == s.opt.MaxMatches {
+			final, comment = dimse.StatusOutOfResourcesMatches, "too many matches; narrow the query"
+			return stop
+		}
+		b, err := s.response(q, match).Encode(r.TransferSyntaxUID())
+		if err != nil {
+			return err
+		}
+		if err := ow.WritePending(b); err != nil {
+			return err // the association is gone
+		}
+		sent++
+		return nil
+	})
 	switch {
+	case errors.Is(err, stop):
+		w.WriteStatus(final)
+		if comment != "" {
+			w.SetErrorComment(comment)
+		}
+		return
 	case errors.Is(err, index.ErrUnsupportedKey):
 		writeRefusal(w, refuse(dimse.StatusIdentifierDoesNotMatch, "%v", err))
+		return
+	case err != nil && sent > 0:
+		s.log.Warn("C-FIND ended early", "err", err, "sent", sent)
+		writeRefusal(w, err)
 		return
 	case err != nil:
 		s.log.Error("C-FIND", "err", err)
 		writeRefusal(w, err)
 		return
-	}
-	sent := 0
-	for _, match := range matches {
-		if ow.Cancelled() {
-			w.WriteStatus(dimse.StatusCancel)
-			return
-		}
-		if s.opt.MaxMatches > 0 && sent == s.opt.MaxMatches {
-			w.WriteStatus(dimse.StatusOutOfResourcesMatches)
-			w.SetErrorComment("too many matches; narrow the query")
-			return
-		}
-		b, err := s.response(q, match).Encode(r.TransferSyntaxUID())
-		if err != nil {
-			writeRefusal(w, err)
-			return
-		}
-		if err := ow.WritePending(b); err != nil {
-			return // the association is gone
-		}
-		sent++
 	}
 	s.log.Info("C-FIND", "calling", r.Association.CallingAETitle, "level", string(q.level), "matches", sent)
 	if ow.Cancelled() {

@@ -28,6 +28,7 @@ import (
 // (*index.Index).
 type Index interface {
 	Find(ctx context.Context, q index.Query) ([]index.Match, error)
+	FindEach(ctx context.Context, q index.Query, fn func(index.Match) error) error
 	Instances(ctx context.Context, seriesUID string) ([]index.StoredInstance, error)
 }
 

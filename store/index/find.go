@@ -101,13 +101,27 @@ var uniqueKey = map[Level]string{
 // ErrUnsupportedKey is returned for a level or key the index cannot match.
 var ErrUnsupportedKey = fmt.Errorf("index: unsupported query")
 
-// Find runs a C-FIND query. Keys the index does not hold are ignored and
-// not returned, as PS3.4 C.2.2.1.3 allows for optional keys; keys of a
-// lower level than the query's are refused with ErrUnsupportedKey.
+// Find runs a C-FIND query and returns every match. Keys the index does
+// not hold are ignored and not returned, as PS3.4 C.2.2.1.3 allows for
+// optional keys; keys of a lower level than the query's are refused with
+// ErrUnsupportedKey.
 func (x *Index) Find(ctx context.Context, q Query) ([]Match, error) {
+	var out []Match
+	err := x.FindEach(ctx, q, func(m Match) error {
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}
+
+// FindEach runs a C-FIND query like Find and calls fn with each match as
+// the database returns it, so an SCP can send each pending response
+// without holding all matches. An error from fn stops the query and is
+// returned.
+func (x *Index) FindEach(ctx context.Context, q Query, fn func(Match) error) error {
 	uk, ok := uniqueKey[q.Level]
 	if !ok {
-		return nil, fmt.Errorf("%w: level %q", ErrUnsupportedKey, q.Level)
+		return fmt.Errorf("%w: level %q", ErrUnsupportedKey, q.Level)
 	}
 	from := map[Level]string{
 		PatientLevel: `patients p`,
@@ -139,7 +153,7 @@ func (x *Index) Find(ctx context.Context, q Query) ([]Match, error) {
 		}
 		if !hasLevel(d.levels, q.Level) {
 			if levelRank(d.levels[0]) > levelRank(q.Level) {
-				return nil, fmt.Errorf("%w: key %s below level %s", ErrUnsupportedKey, k, q.Level)
+				return fmt.Errorf("%w: key %s below level %s", ErrUnsupportedKey, k, q.Level)
 			}
 			continue
 		}
@@ -161,7 +175,7 @@ func (x *Index) Find(ctx context.Context, q Query) ([]Match, error) {
 		ret = append(ret, k)
 		w, a, err := condition(d, v, x.d.name)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrUnsupportedKey, k, err)
+			return fmt.Errorf("%w: %s: %w", ErrUnsupportedKey, k, err)
 		}
 		if w != "" {
 			where = append(where, w)
@@ -178,10 +192,9 @@ func (x *Index) Find(ctx context.Context, q Query) ([]Match, error) {
 	}
 	rows, err := x.db.QueryContext(ctx, x.q(sqlq), args...)
 	if err != nil {
-		return nil, fmt.Errorf("index: find: %w", err)
+		return fmt.Errorf("index: find: %w", err)
 	}
 	defer rows.Close()
-	var out []Match
 	for rows.Next() {
 		vals := make([]any, len(cols))
 		ptrs := make([]any, len(cols))
@@ -189,15 +202,17 @@ func (x *Index) Find(ctx context.Context, q Query) ([]Match, error) {
 			ptrs[i] = &vals[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("index: find: %w", err)
+			return fmt.Errorf("index: find: %w", err)
 		}
 		m := Match{}
 		for i, k := range ret {
 			m[k] = text(vals[i])
 		}
-		out = append(out, m)
+		if err := fn(m); err != nil {
+			return err
+		}
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 func hasLevel(ls []Level, l Level) bool {

@@ -83,5 +83,18 @@ func TestFind(t *testing.T) {
 		if _, err := x.Find(context.Background(), Query{Level: "WORKLIST"}); !errors.Is(err, ErrUnsupportedKey) || !strings.Contains(err.Error(), "WORKLIST") {
 			t.Errorf("unknown level: %v", err)
 		}
+		// FindEach hands over one match at a time and stops at an error.
+		stop := errors.New("stop")
+		calls := 0
+		err = x.FindEach(context.Background(), Query{Level: ImageLevel, Keys: map[string]string{}}, func(m Match) error {
+			calls++
+			if calls == 2 {
+				return stop
+			}
+			return nil
+		})
+		if !errors.Is(err, stop) || calls != 2 {
+			t.Errorf("FindEach: %d calls, err %v; want 2 calls and the callback's error", calls, err)
+		}
 	})
 }
