@@ -17,8 +17,9 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var f scuFlags
 	f.register(fs)
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	assocs := fs.Int("associations", 1, "send over this many associations in parallel")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: otonode push PATH... --host HOST --port PORT [--aet AE] [--called-aet AE]\n\n"+
+		fmt.Fprintln(stderr, "usage: otonode push PATH... --host HOST --port PORT [--aet AE] [--called-aet AE] [--associations N]\n\n"+
 			"Send DICOM files and folders (recursively) by C-STORE, each in its own transfer syntax.")
 		fs.PrintDefaults()
 	}
@@ -54,7 +55,7 @@ func runPush(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintln(stderr)
 		}
 	}
-	res, err := storescu.Push(ctx, f.addr(), f.options(), files, bar)
+	res, err := storescu.PushParallel(ctx, f.addr(), f.options(), files, *assocs, bar)
 	if !*quiet && res.Stored+len(res.Failed) < len(files) {
 		fmt.Fprintln(stderr)
 	}
