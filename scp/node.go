@@ -118,7 +118,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (n *Node, err
 	if strings.HasPrefix(cfg.Database, "postgres://") || strings.HasPrefix(cfg.Database, "postgresql://") || strings.Contains(cfg.Database, "dbname=") {
 		n.Index, err = index.OpenPostgres(ctx, cfg.Database)
 	} else if cfg.Database == "" {
-		n.Index, err = index.OpenSQLite(ctx, filepath.Join(abs, "index.db"))
+		// The instance files are durable before they are indexed, and
+		// Reindex at start restores rows a power cut took, so the index
+		// need not flush every commit.
+		sync := "NORMAL"
+		if !cfg.Storage.Fsync {
+			sync = "OFF"
+		}
+		n.Index, err = index.OpenSQLite(ctx, filepath.Join(abs, "index.db"), index.Synchronous(sync))
 	} else {
 		err = fmt.Errorf("%w: database %q is neither postgres://… nor empty (SQLite)", config.ErrInvalid, cfg.Database)
 	}

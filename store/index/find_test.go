@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -97,4 +98,18 @@ func TestFind(t *testing.T) {
 			t.Errorf("FindEach: %d calls, err %v; want 2 calls and the callback's error", calls, err)
 		}
 	})
+}
+
+func TestOpenSQLiteSynchronous(t *testing.T) {
+	dir := t.TempDir()
+	for _, mode := range []string{"FULL", "NORMAL", "OFF"} {
+		x, err := OpenSQLite(context.Background(), filepath.Join(dir, mode+".db"), Synchronous(mode))
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		x.Close()
+	}
+	if _, err := OpenSQLite(context.Background(), filepath.Join(dir, "x.db"), Synchronous("SOMETIMES")); err == nil {
+		t.Fatal("unknown synchronous mode accepted")
+	}
 }

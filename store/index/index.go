@@ -52,12 +52,36 @@ type Index struct {
 	d  dialect
 }
 
+// SQLiteOption changes how OpenSQLite opens the database.
+type SQLiteOption func(*sqliteOptions)
+
+type sqliteOptions struct{ synchronous string }
+
+// Synchronous sets SQLite's synchronous pragma: "FULL" (the default: every
+// commit is flushed, so a committed row survives a power cut), "NORMAL"
+// (in WAL mode a commit is flushed at the next checkpoint; a power cut may
+// lose the last commits, never corrupt the database) or "OFF" (benchmarks).
+// A node whose instance files are durable before they are indexed can use
+// NORMAL: Ingest.Reindex restores lost rows from the files at start-up.
+func Synchronous(mode string) SQLiteOption {
+	return func(o *sqliteOptions) { o.synchronous = mode }
+}
+
 // OpenSQLite opens (creating if needed) the SQLite database at path in WAL
-// mode with synchronous=FULL, so a committed row survives a power cut like
-// the instance file it points to, and applies the migrations.
-func OpenSQLite(ctx context.Context, path string) (*Index, error) {
+// mode, synchronous=FULL unless an option says otherwise, and applies the
+// migrations.
+func OpenSQLite(ctx context.Context, path string, opts ...SQLiteOption) (*Index, error) {
+	o := sqliteOptions{synchronous: "FULL"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch o.synchronous {
+	case "FULL", "NORMAL", "OFF":
+	default:
+		return nil, fmt.Errorf("index: synchronous %q (want FULL, NORMAL or OFF)", o.synchronous)
+	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(" + o.synchronous + ")", "busy_timeout(10000)", "foreign_keys(1)"} {
 		q.Add("_pragma", p)
 	}
 	// Every transaction takes the write lock at BEGIN: the SQLite form of
