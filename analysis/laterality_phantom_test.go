@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/otonode/otonode/analysis/phantom"
+	"github.com/otonode/otonode/analysis/volume"
 )
 
 // TestSideFromShapeOnPhantoms checks the chirality rule on the phantoms'
@@ -52,5 +53,30 @@ func TestSideFromShapeOnPhantoms(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestAnalyzeRefusesThickSlicePhantom: the thick-slice head CT negative
+// has inner ears in view but is refused by the input gate before the model.
+func TestAnalyzeRefusesThickSlicePhantom(t *testing.T) {
+	v, err := phantom.ParseVariant("thickslice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := phantom.Generate(context.Background(), 1, v, phantom.Options{NoSupersample: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := volume.New[float32](c.CT.Grid)
+	for i, x := range c.CT.Data {
+		ct.Data[i] = float32(x)
+	}
+	a := &Analyzer{Manifest: testManifest(0.2), Model: fluidNet{}}
+	res, err := a.Analyze(context.Background(), ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != StatusNotAnalysable || len(res.Ears) != 0 {
+		t.Fatalf("status %q (%s), %d ears; want not-analysable", res.Status, res.Reason, len(res.Ears))
 	}
 }
