@@ -309,7 +309,7 @@ func (w *Writer) measurementGroups(src *Source, res *analysis.Result, seg *SEG, 
 			vol = float64(s.Voxels) * sp[0] * sp[1] * sp[2]
 		}
 		volChildren := algorithmItems(res.Model)
-		if spread, ok := x.spread(s.Laterality); ok && s.Structure.Values == nil {
+		if spread, ok := x.spread(ear); ok && s.Structure.Values == nil {
 			volChildren = append(volChildren, numContent("HAS PROPERTIES", codeRangeUncert, spread, unitMM3))
 		}
 		items := []dataSet{
@@ -355,12 +355,16 @@ func (w *Writer) measurementGroups(src *Source, res *analysis.Result, seg *SEG, 
 	return groups, nil
 }
 
-func (x *Extras) spread(l analysis.Laterality) (float64, bool) {
-	if x == nil {
-		return 0, false
+// spread is the ear's volume spread over the TTA passes: from Extras when
+// it has one for the side, else from the result when the analysis measured
+// it (a zero spread from a single pass says nothing and is left out).
+func (x *Extras) spread(ear *analysis.Ear) (float64, bool) {
+	if x != nil {
+		if v, ok := x.VolumeSpreadMM3[ear.Laterality]; ok {
+			return v, true
+		}
 	}
-	v, ok := x.VolumeSpreadMM3[l]
-	return v, ok
+	return ear.VolumeSpreadMM3, ear.VolumeSpreadMM3 > 0
 }
 
 // qualitativeEvaluations is the report-level flag (TID 1500 rows 12-14):

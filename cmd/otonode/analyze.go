@@ -82,10 +82,9 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if in.Format == "dicom" && res.Status == analysis.StatusDone && !*noDICOM {
-		if empty := emptyEars(res); empty != "" {
-			// A segment with no voxel is not a valid SEG; the report and
-			// the flag say what happened.
-			logf("no DICOM SEG/SR: the %s ear has an empty segmentation", empty)
+		if why := noDICOMResults(res); why != "" {
+			// The report and the flag say what happened.
+			logf("no DICOM SEG/SR: %s", why)
 		} else if err := writeDICOMResults(ctx, *out, in, res); err != nil {
 			return err
 		}
@@ -102,11 +101,7 @@ func writeDICOMResults(ctx context.Context, dir string, in *analysis.Input, res 
 		return err
 	}
 	w := &results.Writer{UIDs: results.RandomUIDs{}}
-	spread := map[analysis.Laterality]float64{}
-	for _, e := range res.Ears {
-		spread[e.Laterality] = e.VolumeSpreadMM3
-	}
-	seg, sr, err := w.Write(src, res, &results.Extras{VolumeSpreadMM3: spread})
+	seg, sr, err := w.Write(src, res, nil)
 	if err != nil {
 		return err
 	}
@@ -116,10 +111,15 @@ func writeDICOMResults(ctx context.Context, dir string, in *analysis.Input, res 
 	return os.WriteFile(filepath.Join(dir, "sr.dcm"), sr.File, 0o644)
 }
 
-func emptyEars(res *analysis.Result) string {
-	for _, e := range res.Ears {
+// noDICOMResults says why a result cannot become a SEG and SR: a segment
+// with no voxel is not a valid SEG, and a segment needs its ear's side.
+func noDICOMResults(res *analysis.Result) string {
+	for n, e := range res.Ears {
+		if e.Laterality != analysis.Right && e.Laterality != analysis.Left {
+			return fmt.Sprintf("the side of ear %d could not be told from the image", n+1)
+		}
 		if e.VolumeMM3 == 0 {
-			return string(e.Laterality)
+			return fmt.Sprintf("the %s ear's segmentation is empty", e.Laterality)
 		}
 	}
 	return ""
