@@ -28,28 +28,7 @@ type Scheduler struct {
 	Logger     *slog.Logger
 	Now        func() time.Time
 
-	wake chan struct{}
-}
-
-func (s *Scheduler) init() {
-	if s.wake == nil {
-		s.wake = make(chan struct{}, 1)
-	}
-}
-
-// Poke makes the scheduler look again now (after a release, a new series).
-func (s *Scheduler) Poke() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (s *Scheduler) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
+	waker
 }
 
 // Round completes what is due now and returns when to look next.
@@ -58,7 +37,7 @@ func (s *Scheduler) Round(ctx context.Context) (time.Time, error) {
 	if maxSleep <= 0 {
 		maxSleep = time.Second
 	}
-	now := s.now()
+	now := clock(s.Now)
 	next := now.Add(maxSleep)
 	pend, err := s.Index.Pending(ctx)
 	if err != nil {
@@ -93,7 +72,6 @@ func (s *Scheduler) Round(ctx context.Context) (time.Time, error) {
 
 // Run completes series until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
-	s.init()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -101,7 +79,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-		case <-s.wake:
+		case <-s.c():
 		}
 		next, err := s.Round(ctx)
 		if err != nil {
@@ -109,10 +87,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				return ctx.Err()
 			}
 			s.Logger.Error("completion round", "err", err)
-			next = s.now().Add(time.Second)
+			next = clock(s.Now).Add(time.Second)
 		}
 		t.Stop()
-		d := next.Sub(s.now())
+		d := next.Sub(clock(s.Now))
 		if d < 0 {
 			d = 0
 		}

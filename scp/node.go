@@ -205,10 +205,8 @@ func (n *Node) wire() error {
 	}
 	n.Selector = &Selector{Index: n.Index, Rules: rules, Settle: cfg.Completion.StudySettle, Topology: n.Topology,
 		Source: n.Source, OnQueued: n.Publisher.Notify, Metrics: n.Metrics, Logger: lg.With("component", "selection")}
-	n.Selector.init()
 	n.Scheduler = &Scheduler{Index: n.Index, Policy: policy, Metrics: n.Metrics, Logger: lg.With("component", "completion"),
 		OnComplete: func([]index.Completion) { n.Publisher.Notify(); n.Selector.Poke() }}
-	n.Scheduler.init()
 	n.Reconciler = &Reconciler{Index: n.Index, JS: n.JS, After: cfg.Completion.ReconcileAfter, Topology: n.Topology,
 		Source: n.Source, Metrics: n.Metrics, Logger: lg.With("component", "reconciler")}
 	n.Mover = &events.Mover{JS: n.JS, Topology: n.Topology, OnDeadLetter: MarkDeadLetter(n.Index, lg),

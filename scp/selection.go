@@ -157,33 +157,12 @@ type Selector struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 
-	wake chan struct{}
-}
-
-func (s *Selector) init() {
-	if s.wake == nil {
-		s.wake = make(chan struct{}, 1)
-	}
-}
-
-// Poke makes the selector look again soon.
-func (s *Selector) Poke() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (s *Selector) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
+	waker
 }
 
 // Round decides every study whose complete series have settled.
 func (s *Selector) Round(ctx context.Context) error {
-	now := s.now()
+	now := clock(s.Now)
 	ready, err := s.Index.SeriesInState(ctx, index.Complete, now.Add(-s.Settle))
 	if err != nil {
 		return err
@@ -313,7 +292,6 @@ func (s *Selector) decline(ctx context.Context, se index.Series, why string, now
 
 // Run selects until ctx ends, looking at least every quarter settle time.
 func (s *Selector) Run(ctx context.Context) error {
-	s.init()
 	every := s.Settle / 4
 	if every < 100*time.Millisecond {
 		every = 100 * time.Millisecond
@@ -328,7 +306,7 @@ func (s *Selector) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-		case <-s.wake:
+		case <-s.c():
 		}
 		if err := s.Round(ctx); err != nil && ctx.Err() == nil {
 			s.Logger.Error("selection round", "err", err)
