@@ -49,6 +49,24 @@ func (f *qrFlags) sopClass(op string) (string, error) {
 
 // identifier builds the request identifier from --level and the -k keys;
 // text that is not ASCII is sent in UTF-8 (ISO_IR 192).
+// parse reads the command line of a Q/R command (no positional arguments)
+// and returns the SOP class for op and the identifier of the -k keys.
+func (f *qrFlags) parse(fs *flag.FlagSet, args []string, op string) (string, *dimse.Identifier, error) {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return "", nil, err
+	}
+	if len(pos) != 0 {
+		return "", nil, fmt.Errorf("%w: unexpected arguments %q", errUsage, pos)
+	}
+	class, err := f.sopClass(op)
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := f.identifier()
+	return class, id, err
+}
+
 func (f *qrFlags) identifier() (*dimse.Identifier, error) {
 	id := &dimse.Identifier{}
 	id.SetString(0x00080052, strings.ToUpper(f.level))
@@ -97,18 +115,7 @@ func runFind(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"Example: otonode find --level STUDY -k PatientName='DOE*' -k StudyDate=20260101- -k StudyInstanceUID")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, pos)
-	}
-	class, err := f.sopClass("find")
-	if err != nil {
-		return err
-	}
-	id, err := f.identifier()
+	class, id, err := f.parse(fs, args, "find")
 	if err != nil {
 		return err
 	}

@@ -26,18 +26,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			"Example: otonode get --out series/ --level SERIES -k StudyInstanceUID=1.2.3 -k SeriesInstanceUID=1.2.3.4")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, pos)
-	}
-	class, err := f.sopClass("get")
-	if err != nil {
-		return err
-	}
-	id, err := f.identifier()
+	class, id, err := f.parse(fs, args, "get")
 	if err != nil {
 		return err
 	}

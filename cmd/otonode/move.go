@@ -23,23 +23,12 @@ func runMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			"Example: otonode move --dest PACS --level SERIES -k StudyInstanceUID=1.2.3 -k SeriesInstanceUID=1.2.3.4")
 		fs.PrintDefaults()
 	}
-	pos, err := parseInterleaved(fs, args)
+	class, id, err := f.parse(fs, args, "move")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, pos)
 	}
 	if *dest == "" {
 		return fmt.Errorf("%w: --dest is required", errUsage)
-	}
-	class, err := f.sopClass("move")
-	if err != nil {
-		return err
-	}
-	id, err := f.identifier()
-	if err != nil {
-		return err
 	}
 	start := time.Now()
 	a, err := f.dial(ctx, f.options(), class)
