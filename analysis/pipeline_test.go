@@ -5,39 +5,16 @@ import (
 	"math"
 	"testing"
 
+	"github.com/otonode/otonode/analysis/internal/scene"
 	"github.com/otonode/otonode/analysis/tta"
 	"github.com/otonode/otonode/analysis/volume"
 )
 
-// scene paints ellipsoids in patient space; later shapes win.
-type ellipsoid struct {
-	centre, radii [3]float64
-	hu            float32
-}
+// ellipsoid is the tests' name for a painted ellipsoid.
+type ellipsoid = scene.Ellipsoid
 
 func paint(size [3]int, spacing float64, origin [3]float64, bg float32, shapes []ellipsoid) *volume.Volume[float32] {
-	g := volume.Grid{Size: size, Affine: volume.NewAffine([3]float64{1, 0, 0}, [3]float64{0, 1, 0}, [3]float64{0, 0, 1},
-		[3]float64{spacing, spacing, spacing}, origin)}
-	v := volume.New[float32](g)
-	for k := range size[2] {
-		for j := range size[1] {
-			for i := range size[0] {
-				p := g.Affine.Apply([3]float64{float64(i), float64(j), float64(k)})
-				val := bg
-				for _, s := range shapes {
-					d := 0.0
-					for a := range 3 {
-						d += (p[a] - s.centre[a]) * (p[a] - s.centre[a]) / (s.radii[a] * s.radii[a])
-					}
-					if d <= 1 {
-						val = s.hu
-					}
-				}
-				v.Set(i, j, k, val)
-			}
-		}
-	}
-	return v
+	return scene.Paint(size, spacing, origin, bg, shapes)
 }
 
 // An ear: a dense capsule and two fluid cavities in petrous bone (1100 HU
@@ -45,10 +22,10 @@ func paint(size [3]int, spacing float64, origin [3]float64, bg float32, shapes [
 // with the stand-in network below (laterality from air is tested in
 // analysis/roi).
 var (
-	vestibule = ellipsoid{[3]float64{0, 0, 0}, [3]float64{2.5, 1.6, 1.6}, 30}
-	cochlea   = ellipsoid{[3]float64{-1, -4, -1}, [3]float64{2, 2, 1.2}, 30}
+	vestibule = ellipsoid{Centre: [3]float64{0, 0, 0}, Radii: [3]float64{2.5, 1.6, 1.6}, HU: 30}
+	cochlea   = ellipsoid{Centre: [3]float64{-1, -4, -1}, Radii: [3]float64{2, 2, 1.2}, HU: 30}
 	earScene  = []ellipsoid{
-		{[3]float64{0, 0, 0}, [3]float64{7, 7, 6}, 2000},
+		{Centre: [3]float64{0, 0, 0}, Radii: [3]float64{7, 7, 6}, HU: 2000},
 		vestibule, cochlea,
 	}
 )
@@ -135,9 +112,9 @@ func TestAnalyzeGeometry(t *testing.T) {
 	// The label covers the cavities, on the source grid.
 	inv, _ := ct.Affine.Inverse()
 	for _, e := range []ellipsoid{vestibule, cochlea} {
-		p := inv.Apply(e.centre)
+		p := inv.Apply(e.Centre)
 		if ear.Label.At(int(math.Round(p[0])), int(math.Round(p[1])), int(math.Round(p[2]))) != 1 {
-			t.Errorf("label misses the cavity at %v", e.centre)
+			t.Errorf("label misses the cavity at %v", e.Centre)
 		}
 	}
 	if ear.Label.At(0, 0, 0) != 0 {
@@ -147,7 +124,7 @@ func TestAnalyzeGeometry(t *testing.T) {
 	v1, v2 := 2.5*1.6*1.6, 2*2*1.2
 	var centroid [3]float64
 	for a := range 3 {
-		centroid[a] = (vestibule.centre[a]*v1 + cochlea.centre[a]*v2) / (v1 + v2)
+		centroid[a] = (vestibule.Centre[a]*v1 + cochlea.Centre[a]*v2) / (v1 + v2)
 	}
 	for _, l := range ear.Landmarks {
 		if d := dist3(l.PatientMM, centroid); d > 0.5 {
@@ -203,7 +180,7 @@ func TestAnalyzeRefusals(t *testing.T) {
 	}{
 		{"thick slices", paint([3]int{40, 40, 10}, 1.0, [3]float64{-20, -20, -5}, 400, earScene), StatusNotAnalysable},
 		{"no bone", paint([3]int{60, 60, 60}, 0.25, [3]float64{-7, -7, -7}, 40, nil), StatusNoInnerEar},
-		{"solid bone", paint([3]int{60, 60, 60}, 0.25, [3]float64{-7, -7, -7}, 40, []ellipsoid{{[3]float64{}, [3]float64{5, 5, 5}, 2000}}), StatusNoInnerEar},
+		{"solid bone", paint([3]int{60, 60, 60}, 0.25, [3]float64{-7, -7, -7}, 40, []ellipsoid{{Centre: [3]float64{}, Radii: [3]float64{5, 5, 5}, HU: 2000}}), StatusNoInnerEar},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

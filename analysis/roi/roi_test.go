@@ -5,49 +5,25 @@ import (
 	"math"
 	"testing"
 
+	"github.com/otonode/otonode/analysis/internal/scene"
 	"github.com/otonode/otonode/analysis/volume"
 )
 
-// scene paints simple shapes in patient space onto a grid: later shapes win.
-type shape struct {
-	centre [3]float64
-	radii  [3]float64 // ellipsoid semi-axes, mm
-	hu     float32
-}
+// shape is the tests' name for a painted ellipsoid.
+type shape = scene.Ellipsoid
 
 func paint(size [3]int, spacing float64, origin [3]float64, bg float32, shapes []shape) *volume.Volume[float32] {
-	g := volume.Grid{Size: size, Affine: volume.NewAffine([3]float64{1, 0, 0}, [3]float64{0, 1, 0}, [3]float64{0, 0, 1},
-		[3]float64{spacing, spacing, spacing}, origin)}
-	v := volume.New[float32](g)
-	for k := range size[2] {
-		for j := range size[1] {
-			for i := range size[0] {
-				p := g.Affine.Apply([3]float64{float64(i), float64(j), float64(k)})
-				val := bg
-				for _, s := range shapes {
-					d := 0.0
-					for a := range 3 {
-						d += (p[a] - s.centre[a]) * (p[a] - s.centre[a]) / (s.radii[a] * s.radii[a])
-					}
-					if d <= 1 {
-						val = s.hu
-					}
-				}
-				v.Set(i, j, k, val)
-			}
-		}
-	}
-	return v
+	return scene.Paint(size, spacing, origin, bg, shapes)
 }
 
 // ear is a dense capsule enclosing a fluid vestibule and a cochlea-like
 // cavity, with middle-ear air on its lateral side (+x for a left ear).
 func ear(c [3]float64, lateral float64) []shape {
 	return []shape{
-		{[3]float64{c[0] + lateral*9, c[1], c[2]}, [3]float64{4, 6, 5}, -1000}, // middle ear
-		{c, [3]float64{7, 7, 6}, 2000},                                         // otic capsule
-		{[3]float64{c[0], c[1], c[2]}, [3]float64{2.5, 1.6, 1.6}, 30},          // vestibule
-		{[3]float64{c[0] - 1, c[1] - 4, c[2] - 1}, [3]float64{2, 2, 1.2}, 30},  // cochlea
+		{Centre: [3]float64{c[0] + lateral*9, c[1], c[2]}, Radii: [3]float64{4, 6, 5}, HU: -1000}, // middle ear
+		{Centre: c, Radii: [3]float64{7, 7, 6}, HU: 2000},                                         // otic capsule
+		{Centre: [3]float64{c[0], c[1], c[2]}, Radii: [3]float64{2.5, 1.6, 1.6}, HU: 30},          // vestibule
+		{Centre: [3]float64{c[0] - 1, c[1] - 4, c[2] - 1}, Radii: [3]float64{2, 2, 1.2}, HU: 30},  // cochlea
 	}
 }
 
@@ -107,13 +83,13 @@ func TestFindBilateral(t *testing.T) {
 
 func TestFindNothing(t *testing.T) {
 	t.Run("no bone", func(t *testing.T) {
-		v := paint([3]int{60, 60, 60}, 0.5, [3]float64{-15, -15, -15}, 40, []shape{{[3]float64{}, [3]float64{8, 8, 8}, -1000}})
+		v := paint([3]int{60, 60, 60}, 0.5, [3]float64{-15, -15, -15}, 40, []shape{{Centre: [3]float64{}, Radii: [3]float64{8, 8, 8}, HU: -1000}})
 		if _, err := Find(v, Options{}); !errors.Is(err, ErrNoBone) {
 			t.Fatalf("err %v, want ErrNoBone", err)
 		}
 	})
 	t.Run("solid bone", func(t *testing.T) {
-		v := paint([3]int{60, 60, 60}, 0.5, [3]float64{-15, -15, -15}, 40, []shape{{[3]float64{}, [3]float64{8, 8, 8}, 2000}})
+		v := paint([3]int{60, 60, 60}, 0.5, [3]float64{-15, -15, -15}, 40, []shape{{Centre: [3]float64{}, Radii: [3]float64{8, 8, 8}, HU: 2000}})
 		got, err := Find(v, Options{})
 		if err != nil || len(got) != 0 {
 			t.Fatalf("got %+v, %v; want nothing", got, err)
@@ -122,8 +98,8 @@ func TestFindNothing(t *testing.T) {
 	t.Run("skull around brain", func(t *testing.T) {
 		// A wide cavity in a bone shell is not a labyrinth.
 		v := paint([3]int{100, 100, 100}, 0.5, [3]float64{-25, -25, -25}, -1000, []shape{
-			{[3]float64{}, [3]float64{22, 22, 22}, 1800},
-			{[3]float64{}, [3]float64{20, 20, 20}, 35},
+			{Centre: [3]float64{}, Radii: [3]float64{22, 22, 22}, HU: 1800},
+			{Centre: [3]float64{}, Radii: [3]float64{20, 20, 20}, HU: 35},
 		})
 		got, err := Find(v, Options{})
 		if err != nil || len(got) != 0 {
