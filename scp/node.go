@@ -57,6 +57,8 @@ type Node struct {
 	Mux     *dimse.ServeMux
 	Storage *Storage
 
+	services []service
+
 	log      *slog.Logger
 	nc       *nats.Conn
 	embedded *events.Embedded
@@ -65,6 +67,22 @@ type Node struct {
 	http     *http.Server
 	closers  []func()
 }
+
+type service struct {
+	name string
+	run  func(context.Context) error
+}
+
+// AddService registers a long-running part of the node that lives outside
+// package scp (the exporter, the worker supervisor) between New and Run. Run
+// starts it with the node's other background loops and cancels its context
+// after the DICOM port has drained and the outbox was flushed.
+func (n *Node) AddService(name string, run func(context.Context) error) {
+	n.services = append(n.services, service{name, run})
+}
+
+// Logger is the node's logger, for services added with AddService.
+func (n *Node) Logger() *slog.Logger { return n.log }
 
 // NewLogger builds the node's logger from the log settings.
 func NewLogger(w io.Writer, c config.Log) (*slog.Logger, error) {
@@ -335,6 +353,9 @@ func (n *Node) Run(ctx context.Context, grace time.Duration) error {
 	goRun("publisher", n.Publisher.Run)
 	goRun("reconciler", n.Reconciler.Run)
 	goRun("dead-letter mover", n.Mover.Run)
+	for _, s := range n.services {
+		goRun(s.name, s.run)
+	}
 	goRun("reindex", func(ctx context.Context) error {
 		r, err := n.Ingest.Reindex(ctx, time.Time{})
 		if r.Indexed > 0 || r.Unreadable > 0 {

@@ -63,5 +63,11 @@ and flags, in that order (flags win).`)
 	if err != nil {
 		return err
 	}
+	if err := addExporter(ctx, cfg, n); err != nil {
+		return err
+	}
+	if err := addWorker(ctx, cfg, n); err != nil {
+		return err
+	}
 	return n.Run(ctx, *grace)
 }

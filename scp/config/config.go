@@ -34,7 +34,11 @@ type Config struct {
 	Completion Completion `yaml:"completion"`
 	Storage    Storage    `yaml:"storage"`
 	Selection  Selection  `yaml:"selection"`
-	Log        Log        `yaml:"log"`
+	// Worker runs the analysis (worker.go).
+	Worker Worker `yaml:"worker"`
+	// Export sends results to PACS (export.go).
+	Export Export `yaml:"export"`
+	Log    Log    `yaml:"log"`
 }
 
 // DICOM configures the node's own Application Entity.
