@@ -17,6 +17,9 @@ type Extras struct {
 	// the TTA passes in mm³; written as the volume's measurement
 	// uncertainty (TID 310). Ears without a value get no such property.
 	VolumeSpreadMM3 map[analysis.Laterality]float64
+	// Replaces are the SRs of earlier revisions that this report supersedes,
+	// written as its Predecessor Documents Sequence (PS3.3 C.17.2).
+	Replaces []Reference
 }
 
 // SR is a written Comprehensive 3D SR instance.
@@ -225,6 +228,9 @@ func (w *Writer) SR(src *Source, res *analysis.Result, seg *SEG, x *Extras) (*SR
 	d.set(tag.PreliminaryFlag, "PRELIMINARY")
 	d.set(tag.VerificationFlag, "UNVERIFIED")
 	d.seq(tag.CurrentRequestedProcedureEvidenceSequence, evidence(src, seg))
+	if x != nil && len(x.Replaces) > 0 {
+		d.seq(tag.PredecessorDocumentsSequence, hierarchy(x.Replaces)...)
+	}
 
 	groups, err := w.measurementGroups(src, res, seg, x)
 	if err != nil {
