@@ -27,6 +27,7 @@ import (
 	"github.com/otonode/otonode/scp/qr"
 	"github.com/otonode/otonode/store"
 	"github.com/otonode/otonode/store/files"
+	"github.com/otonode/otonode/store/header"
 	"github.com/otonode/otonode/store/index"
 )
 
@@ -151,7 +152,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (n *Node, err
 		return nil, err
 	}
 	n.closers = append(n.closers, func() { n.Index.Close() })
-	n.Ingest = &store.Ingest{Files: n.Files, Index: n.Index}
+	n.Ingest = &store.Ingest{Files: n.Files, Index: n.Index, IsResult: IsResult(n.Index)}
 
 	// NATS.
 	if cfg.NATS.URL == "" {
@@ -195,6 +196,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (n *Node, err
 		return nil, err
 	}
 	return n, nil
+}
+
+// IsResult tells the objects a worker made from source instances: a SEG,
+// Comprehensive 3D SR or Key Object Selection whose SOP Instance UID the
+// worker recorded in result_objects before sending it. Such an instance is
+// indexed as a result (retention keeps it) and never analysed; the record
+// rather than the calling AE title decides, so remote workers and a
+// re-sent copy are recognised alike.
+func IsResult(x *index.Index) func(files.Meta, *header.Attributes) bool {
+	return func(m files.Meta, _ *header.Attributes) bool {
+		switch m.SOPClassUID {
+		case "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.88.59":
+		default:
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := x.ResultObject(ctx, m.SOPInstanceUID)
+		return err == nil
+	}
 }
 
 func advertiseHost(c config.DICOM) string {

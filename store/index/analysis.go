@@ -46,7 +46,8 @@ type Claim struct {
 // up; the same worker may take its own claim again. It returns ErrFinished
 // when the analysis was finished, ErrClaimed while another worker's lease
 // runs, and ErrState when the revision is no longer queued or analysing
-// (cancelled, superseded, or failed by the dead-letter mover).
+// (cancelled, superseded, or failed by the dead-letter mover). With
+// ErrClaimed it returns the other worker's claim.
 func (x *Index) TakeClaim(ctx context.Context, k ClaimKey, worker string, lease time.Duration, now time.Time) (Claim, error) {
 	var c Claim
 	err := x.tx(ctx, func(tx *sql.Tx) error {
@@ -61,6 +62,7 @@ func (x *Index) TakeClaim(ctx context.Context, k ClaimKey, worker string, lease 
 		case !old.FinishedAt.IsZero():
 			return fmt.Errorf("%w: %s revision %d (%s)", ErrFinished, k.SeriesInstanceUID, k.Revision, old.Outcome)
 		case old.Worker != worker && old.LeaseUntil.After(now):
+			c = old
 			return fmt.Errorf("%w: %s revision %d by %s until %s", ErrClaimed, k.SeriesInstanceUID, k.Revision,
 				old.Worker, old.LeaseUntil.Format(time.RFC3339))
 		}
