@@ -28,7 +28,7 @@ def _train(a) -> int:
                       deep_supervision=a.deep_supervision, voxel_mm=a.voxel_mm, roi_mm=a.roi_mm, chunk=a.chunk, batch=a.batch,
                       accumulate=a.accumulate, iterations=a.iterations, lr=a.lr, weight_decay=a.weight_decay,
                       warmup=a.warmup, anneal=a.anneal, heatmap_weight=a.heatmap_weight,
-                      p_foreground=a.p_foreground, augment=a.augment, seed=a.seed, threads=a.threads,
+                      p_foreground=a.p_foreground, p_hard=a.p_hard, init=a.init, augment=a.augment, seed=a.seed, threads=a.threads,
                       device=a.device, validate_every=a.validate_every, checkpoint_every=a.checkpoint_every,
                       log_every=a.log_every, window=a.window, overlap=a.overlap)
     trainer = Trainer(cfg, command=[sys.executable, "-m", "otomodel"] + sys.argv[1:])
@@ -83,8 +83,8 @@ def main(argv=None) -> int:
     t.add_argument("--attention", type=_bool, default=True)
     t.add_argument("--deep-supervision", type=_bool, default=True)
     t.add_argument("--voxel-mm", type=float, default=0.099)
-    t.add_argument("--roi-mm", type=float, default=20.0,
-                   help="box per ear cropped before resampling, mm (0: whole volumes)")
+    t.add_argument("--roi-mm", type=float, default=24.0,
+                   help="box per ear cropped before resampling, mm (0: whole volumes); the analysis runs +-12 mm")
     t.add_argument("--chunk", type=int, default=64, help="training chunk edge in voxels")
     t.add_argument("--batch", type=int, default=2)
     t.add_argument("--accumulate", type=int, default=15, help="iterations per optimiser step")
@@ -94,7 +94,11 @@ def main(argv=None) -> int:
     t.add_argument("--warmup", type=float, default=0.05, help="fraction of steps")
     t.add_argument("--anneal", type=float, default=0.3, help="fraction of steps")
     t.add_argument("--heatmap-weight", type=float, default=1.0)
-    t.add_argument("--p-foreground", type=float, default=0.8)
+    t.add_argument("--p-foreground", type=float, default=0.5, help="chunks placed around the labyrinth")
+    t.add_argument("--p-hard", type=float, default=0.3,
+                   help="chunks placed around background of the labyrinth fluid's density (the rest: anywhere)")
+    t.add_argument("--init", default="", help="start from these weights: a checkpoint .pt or an exported model.onnx "
+                   "(with its model.json; keeps its normalisation and the heatmap schedule's last stage)")
     t.add_argument("--augment", type=_bool, default=True)
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")

@@ -133,21 +133,29 @@ def intensity_augment(x: torch.Tensor, rng: np.random.Generator, cfg: AugmentCon
 
 
 class ChunkSampler:
-    """Draws training chunks: with probability p_foreground the chunk is placed
-    around a random foreground voxel or landmark (jittered so it is not always
-    centred), otherwise anywhere in the case."""
+    """Draws training chunks from a case's region (the box the analysis feeds
+    the network: see data.load_case_rois). With probability p_foreground the
+    chunk is placed around a random foreground voxel or landmark, with p_hard
+    around a random background voxel of the labyrinth fluid's own density
+    range (soft tissue, nerve and vessel canals, the external canal: what a
+    model that only saw the labyrinth calls labyrinth), otherwise anywhere in
+    the region. Placements are jittered by up to a quarter chunk."""
 
     def __init__(self, cases, norm: Normalization, size: Tuple[int, int, int], rng: np.random.Generator,
-                 aug: Optional[AugmentConfig] = None, p_foreground: float = 0.8):
+                 aug: Optional[AugmentConfig] = None, p_foreground: float = 0.8, p_hard: float = 0.0):
         self.cases = list(cases)
         if not self.cases:
             raise ValueError("no cases to sample from")
+        if p_foreground < 0 or p_hard < 0 or p_foreground + p_hard > 1:
+            raise ValueError(f"p_foreground {p_foreground} and p_hard {p_hard} must be >= 0 and sum to at most 1")
         self.norm = norm
         self.size = tuple(int(s) for s in size)
         self.rng = rng
         self.aug = aug or AugmentConfig()
         self.p_foreground = p_foreground
+        self.p_hard = p_hard
         self._fg = [self._foreground_sample(c) for c in self.cases]
+        self._hard = [hard_negative_sample(c) if p_hard > 0 else np.zeros((0, 3), np.int64) for c in self.cases]
 
     def _foreground_sample(self, case: Case, n: int = 20000) -> np.ndarray:
         idx = np.argwhere(np.asarray(case.label) > 0)
@@ -163,11 +171,15 @@ class ChunkSampler:
         """Returns image [1,D,H,W] (normalised, augmented), foreground
         [1,D,H,W], points [MAX_POINTS,3] and channels [MAX_POINTS] (-1 = none)."""
         i = int(self.rng.integers(len(self.cases)))
-        case, fg = self.cases[i], self._fg[i]
+        case, fg, hard = self.cases[i], self._fg[i], self._hard[i]
         size = np.asarray(self.size)
         shape = np.asarray(case.image.shape)
-        if len(fg) and self.rng.random() < self.p_foreground:
+        u = self.rng.random()
+        if len(fg) and u < self.p_foreground:
             centre = fg[int(self.rng.integers(len(fg)))] + self.rng.integers(-size // 4, size // 4 + 1)
+            origin = centre - size // 2
+        elif len(hard) and u < self.p_foreground + self.p_hard:
+            centre = hard[int(self.rng.integers(len(hard)))] + self.rng.integers(-size // 4, size // 4 + 1)
             origin = centre - size // 2
         else:
             origin = np.array([int(self.rng.integers(min(0, s - n), max(0, s - n) + 1)) for s, n in zip(shape, size)])
@@ -183,3 +195,20 @@ class ChunkSampler:
     def batch(self, n: int):
         items = [self.sample() for _ in range(n)]
         return tuple(torch.stack(t) for t in zip(*items))
+
+
+def hard_negative_sample(case: Case, n: int = 20000, quantiles: Tuple[float, float] = (0.1, 0.9)) -> np.ndarray:
+    """Background voxels [n,3] whose intensity lies within the foreground's
+    (its 10th to 90th percentile): the places that look like labyrinth fluid
+    voxel by voxel and differ only by their surroundings. Cases without
+    foreground give none. Drawn with a generator of their own (see
+    _foreground_sample)."""
+    label = np.asarray(case.label) > 0
+    if not label.any():
+        return np.zeros((0, 3), np.int64)
+    img = np.asarray(case.image)
+    lo, hi = np.quantile(img[label], quantiles)
+    idx = np.argwhere((img >= lo) & (img <= hi) & ~label)
+    if len(idx) > n:
+        idx = idx[np.random.default_rng(len(idx)).choice(len(idx), n, replace=False)]
+    return idx

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import LANDMARKS
-from .augment import AugmentConfig, ChunkSampler, extract_chunk
+from .augment import AugmentConfig, ChunkSampler, extract_chunk, hard_negative_sample
 from .data import Case, CaseStore, Normalization, compute_normalization
 from .losses import HeatmapSchedule, batch_heatmaps, total_loss, trapezoid_lr
 from .network import BiHeadedUNet, NetworkConfig, count_parameters
@@ -37,7 +37,11 @@ class TrainConfig:
     attention: bool = True
     deep_supervision: bool = True
     voxel_mm: float = 0.099
-    roi_mm: float = 20.0         # box per ear cropped before resampling (0: whole volume)
+    # Box per ear cropped before resampling (0: whole volume): the analysis
+    # runs the network over +-12 mm around each ear it finds, so training
+    # chunks come from a box as large, background far from the labyrinth
+    # included (v0 trained on 20 mm and called soft tissue labyrinth).
+    roi_mm: float = 24.0
     chunk: int = 64              # training chunk edge (voxels)
     batch: int = 2
     accumulate: int = 15         # the paper's best setting
@@ -48,7 +52,9 @@ class TrainConfig:
     warmup: float = 0.05
     anneal: float = 0.3
     heatmap_weight: float = 1.0
-    p_foreground: float = 0.8
+    p_foreground: float = 0.5
+    p_hard: float = 0.3          # chunks around background of the fluid's density (see ChunkSampler)
+    init: str = ""               # start from these weights: a checkpoint (.pt) or an exported model.onnx
     augment: bool = True
     seed: int = 1
     threads: int = 0             # 0: leave torch's default
@@ -120,13 +126,29 @@ def validation_chunk(case: Case, size: int) -> Tuple[np.ndarray, np.ndarray]:
     return np.rint(centre).astype(np.int64) - size // 2
 
 
+def validation_background_chunks(case: Case, size: int, n: int = 2) -> List[np.ndarray]:
+    """Deterministic chunk origins around background voxels of the fluid's
+    density (hard_negative_sample), so validation sees the false positives
+    that the analysis's larger region exposes."""
+    hard = hard_negative_sample(case, n=2000)
+    if not len(hard):
+        return []
+    pick = np.random.default_rng(len(hard)).choice(len(hard), min(n, len(hard)), replace=False)
+    return [hard[i] - size // 2 for i in pick]
+
+
 @torch.no_grad()
 def validate(net: BiHeadedUNet, cases: List[Case], norm: Normalization, size: int, device: torch.device,
              amplitude: float, sigma: float) -> Dict[str, float]:
     """Dice (threshold 0.5) and landmark error (argmax, voxels) on one chunk
-    per validation case around its ear."""
+    per validation case around its ear; val_dice_context adds two chunks per
+    case around background of the fluid's density (their false positives
+    count against it), val_fp_voxels is the mean false-positive count of
+    those chunks."""
     net.eval()
     inter = denom = 0.0
+    bg_inter = bg_denom = 0.0
+    fp: List[float] = []
     errs: List[List[float]] = [[] for _ in LANDMARKS]
     losses = []
     for c in cases:
@@ -148,9 +170,19 @@ def validate(net: BiHeadedUNet, cases: List[Case], norm: Normalization, size: in
                 flat = int(torch.argmax(heat[0, ch]))
                 am = np.array(np.unravel_index(flat, (size,) * 3), dtype=np.float64)
                 errs[ch].append(float(np.linalg.norm(am - p)))
+        for origin in validation_background_chunks(c, size):
+            img, lab, _ = extract_chunk(c, origin, (size,) * 3, np.eye(3), fill=norm.clip_low)
+            seg, _ = net(norm.apply(img)[None, None].to(device))
+            pred = (seg[0, 0] > 0).float()
+            y = lab.to(device)
+            bg_inter += float((pred * y).sum())
+            bg_denom += float(pred.sum() + y.sum())
+            fp.append(float((pred * (1 - y)).sum()))
     net.train()
     out = {"val_loss": float(np.mean(losses)) if losses else float("nan"),
-           "val_dice": (2 * inter / denom) if denom > 0 else float("nan")}
+           "val_dice": (2 * inter / denom) if denom > 0 else float("nan"),
+           "val_dice_context": (2 * (inter + bg_inter) / (denom + bg_denom)) if denom + bg_denom > 0 else float("nan"),
+           "val_fp_voxels": float(np.mean(fp)) if fp else float("nan")}
     all_errs = []
     for name, e in zip(LANDMARKS, errs):
         out[f"val_err_{name}"] = float(np.mean(e)) if e else float("nan")
@@ -158,7 +190,7 @@ def validate(net: BiHeadedUNet, cases: List[Case], norm: Normalization, size: in
     out["val_err_mean"] = float(np.mean(all_errs)) if all_errs else float("nan")
     # One number to pick the best checkpoint: a voxel of landmark error
     # costs as much as 0.02 Dice.
-    d = out["val_dice"] if not math.isnan(out["val_dice"]) else 0.0
+    d = out["val_dice_context"] if not math.isnan(out["val_dice_context"]) else 0.0
     e = out["val_err_mean"] if not math.isnan(out["val_err_mean"]) else 0.0
     out["val_score"] = d - 0.02 * e
     return out
@@ -177,6 +209,41 @@ def _atomic_save(obj, path: str) -> None:
     tmp = path + ".tmp"
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def load_initial_weights(net: BiHeadedUNet, path: str, device="cpu") -> Normalization:
+    """Loads net's weights from a checkpoint (.pt) or an exported ONNX file
+    (its initializers; the manifest beside it gives the normalisation the
+    weights expect). The deep-supervision terminals are not exported, so from
+    ONNX they keep their fresh initialisation. Returns the normalisation."""
+    if path.endswith(".onnx"):
+        import onnx
+        from onnx import numpy_helper
+
+        man_path = os.path.join(os.path.dirname(path) or ".", "model.json")
+        with open(man_path) as f:
+            man = json.load(f)
+        model = onnx.load(path)
+        tensors = {}
+        for t in model.graph.initializer:
+            name = t.name[len("net."):] if t.name.startswith("net.") else t.name
+            tensors[name] = torch.from_numpy(numpy_helper.to_array(t).copy())
+        own = net.state_dict()
+        missing = [k for k in own if k not in tensors]
+        if any(".terminals." not in k for k in missing):
+            raise ValueError(f"{path}: no initializers for {[k for k in missing if '.terminals.' not in k][:5]} "
+                             "(another architecture, or equal initializers merged by the exporter)")
+        for k in own:
+            if k in tensors and tuple(tensors[k].shape) != tuple(own[k].shape):
+                raise ValueError(f"{path}: {k} has shape {tuple(tensors[k].shape)}, want {tuple(own[k].shape)}")
+        net.load_state_dict({k: tensors[k] for k in own if k in tensors}, strict=False)
+        n = man["normalization"]
+        return Normalization(n["low_quantile"], n["high_quantile"], n["clip_low"], n["clip_high"], n["mean"], n["std"])
+    st = load_checkpoint(path, device)
+    if st.get("network") != net.cfg.to_dict():
+        raise ValueError(f"{path}: checkpoint network {st.get('network')} differs from {net.cfg.to_dict()}")
+    net.load_state_dict(st["model"])
+    return Normalization.from_dict(st["normalization"])
 
 
 class Trainer:
@@ -212,6 +279,11 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      betas=tuple(cfg.betas))
         self.schedule = HeatmapSchedule()
+        if cfg.init:
+            # Fine-tuning keeps the heatmaps the weights were trained to
+            # give: the schedule's last stage throughout.
+            d = HeatmapSchedule()
+            self.schedule = HeatmapSchedule((0.0,), (d.amplitudes[-1],), (d.sigmas[-1],))
         self.aug = AugmentConfig(enabled=cfg.augment)
         self.iteration = 0
         self.wall_s = 0.0
@@ -222,10 +294,13 @@ class Trainer:
         ckpt = os.path.join(cfg.out, "checkpoint.pt")
         if os.path.exists(ckpt):
             self._resume(ckpt)
+        elif cfg.init:
+            self.norm = load_initial_weights(self.net, cfg.init, self.device)
+            _progress(f"starting from the weights of {cfg.init}")
         if self.norm is None:
             self.norm = compute_normalization([c.image for c in self.train_cases], seed=cfg.seed)
         self.sampler = ChunkSampler(self.train_cases, self.norm, (cfg.chunk,) * 3, self.rng, self.aug,
-                                    cfg.p_foreground)
+                                    cfg.p_foreground, cfg.p_hard)
 
     # -- checkpoints ------------------------------------------------------
     def state(self) -> dict:

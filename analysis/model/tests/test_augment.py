@@ -89,3 +89,42 @@ def test_sampler_prefers_foreground_and_keeps_points():
             h = gaussian_heatmaps((16, 16, 16), pts[n], ch[n], 3, 1.0, 2.0)[1]
             hp = np.array(np.unravel_index(int(h.argmax()), h.shape))
             assert np.linalg.norm(hp - p.numpy()) <= 0.87
+
+
+def _case_with_confuser(shape=(40, 40, 40)):
+    """A fluid ball (the labyrinth) in bone, and a fluid-density slab far from
+    it that is not labelled (a nerve canal, say)."""
+    rng = np.random.default_rng(3)
+    img = (1400.0 + rng.normal(0, 20, shape)).astype(np.float32)
+    idx = np.indices(shape).astype(np.float64)
+    d = np.sqrt(sum((idx[a] - 10.0) ** 2 for a in range(3)))
+    lab = (d <= 5).astype(np.uint8)
+    img[lab > 0] = 20.0 + rng.normal(0, 20, int(lab.sum()))
+    img[30:36, 25:38, 25:38] = 20.0 + rng.normal(0, 20, (6, 13, 13))
+    return Case("c", img, lab, np.asarray([[10.0, 10.0, 10.0]]), np.array([0]), 0.1, 1)
+
+
+def test_hard_negatives_are_unlabelled_voxels_of_the_fluid_density():
+    from otomodel.augment import hard_negative_sample
+
+    c = _case_with_confuser()
+    h = hard_negative_sample(c)
+    assert len(h) > 100
+    assert (c.label[tuple(h.T)] == 0).all()
+    # All of them in the slab: bone is far outside the fluid's intensity range.
+    assert (h[:, 0] >= 30).all() and (h[:, 0] < 36).all()
+    empty = Case("n", c.image, np.zeros_like(c.label), np.zeros((0, 3)), np.zeros(0, np.int64), 0.1, 0)
+    assert len(hard_negative_sample(empty)) == 0
+
+
+def test_sampler_hard_chunks_see_the_confuser():
+    c = _case_with_confuser()
+    norm = Normalization(clip_low=-100, clip_high=1500, mean=700.0, std=700.0)
+    s = ChunkSampler([c], norm, (16, 16, 16), np.random.default_rng(0), AugmentConfig(enabled=False),
+                     p_foreground=0.0, p_hard=1.0)
+    img, lab, _, _ = s.batch(8)
+    fluid = (img < (200.0 - 700.0) / 700.0).float().mean(dim=(1, 2, 3, 4))
+    assert (fluid > 0.02).all(), fluid
+    assert float(lab.sum()) == 0.0  # the ball is far from every hard chunk
+    with pytest.raises(ValueError):
+        ChunkSampler([c], norm, (16, 16, 16), np.random.default_rng(0), p_foreground=0.8, p_hard=0.3)

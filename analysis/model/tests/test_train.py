@@ -200,3 +200,27 @@ def test_window_defaults_to_the_training_chunk(dataset, tmp_path):
     assert m["chunk"]["size"] == [16, 16, 16] and m["chunk"]["overlap"] == 5
     with pytest.raises(ValueError, match="overlap"):
         Trainer(_cfg(dataset, str(tmp_path / "bad"), window=0, overlap=16))
+
+
+def test_fine_tune_starts_from_an_exported_model(dataset, tmp_path):
+    out = str(tmp_path / "run")
+    Trainer(_cfg(dataset, out, iterations=2, validate_every=2)).run()
+    # After two steps many instance-norm weights still equal their initial
+    # ones, and the ONNX exporter merges equal initializers (the loader then
+    # refuses); trained weights differ, so make these differ too.
+    st = load_checkpoint(os.path.join(out, "best.pt"))
+    gen = torch.Generator().manual_seed(0)
+    st["model"] = {k: v + 0.01 * torch.randn(v.shape, generator=gen) for k, v in st["model"].items()}
+    torch.save(st, os.path.join(out, "noisy.pt"))
+    man_path = export_checkpoint(os.path.join(out, "noisy.pt"), out, calibrate=False)
+    src = load_network(st)
+    t = Trainer(_cfg(dataset, str(tmp_path / "ft"), init=os.path.join(out, "model.onnx"), seed=11))
+    m = json.load(open(man_path))
+    assert t.norm.to_dict() == {k: m["normalization"][k] for k in t.norm.to_dict()}
+    own = t.net.state_dict()
+    for k, v in src.state_dict().items():
+        if ".terminals." not in k:   # deep supervision is not exported
+            assert torch.equal(own[k], v), k
+    assert t.schedule.at(0, 10) == t.schedule.at(9, 10) == (100.0, 2.0)
+    with pytest.raises(ValueError):
+        Trainer(_cfg(dataset, str(tmp_path / "bad"), preset="small", init=os.path.join(out, "model.onnx")))
