@@ -44,6 +44,7 @@ func commands() []command {
 		{name: "move", summary: "have a DICOM peer send instances to an AE by C-MOVE", run: runMove},
 		{name: "get", summary: "retrieve instances from a DICOM peer by C-GET into a folder", run: runGet},
 		{name: "phantom", summary: "generate synthetic temporal-bone CT with ground truth (case, dataset, preview)", run: runPhantom},
+		{name: "exports", summary: "list the export outbox (pending, sent, dead); exports retry sends dead rows again", run: runExports},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds

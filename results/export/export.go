@@ -1,0 +1,298 @@
+// Package export sends the node's results to PACS: a durable outbox in the
+// index (one row per object and destination), a planner that fills it from
+// the stored results, and a C-STORE SCU per destination that sends due rows
+// over one association per batch, retries with exponential backoff and
+// jitter, and leaves a row dead after a bounded number of attempts until an
+// operator retries it (`otonode exports retry`).
+//
+// Every state change is a row update in the index, so a restarted exporter
+// (or one on another node sharing PostgreSQL) continues where it stopped:
+// a sent row is never sent again, and only the rows of a batch in flight at
+// a crash can reach the destination twice, after their lease expires.
+package export
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otonode/otonode/store/files"
+	"github.com/otonode/otonode/store/index"
+)
+
+// Destination is one C-STORE SCP the exporter sends to.
+type Destination struct {
+	Name           string // the outbox rows' destination, unique
+	AETitle        string // called AE title
+	Addr           string // host:port
+	CallingAETitle string // ours; empty means "OTONODE"
+	TLS            *tls.Config
+	// Sources also sends the analysed source series of each result.
+	Sources bool
+	// AllowNotForDiagnosis also sends results of a model whose manifest
+	// says it is not for diagnosis; otherwise they are held, and logged.
+	AllowNotForDiagnosis bool
+}
+
+func (d Destination) plan() index.ExportPlan {
+	return index.ExportPlan{Destination: d.Name, AllowNotForDiagnosis: d.AllowNotForDiagnosis, Sources: d.Sources}
+}
+
+// Options of an Exporter; zero fields take the documented defaults.
+type Options struct {
+	Destinations []Destination
+	PollInterval time.Duration // default 1 s
+	BatchSize    int           // objects per association, default 50
+	MaxAttempts  int           // default 12
+	BackoffBase  time.Duration // default 10 s
+	BackoffMax   time.Duration // default 1 h
+	// Timeout bounds association set-up and each wait for the destination
+	// (default 30 s).
+	Timeout time.Duration
+	// Lease is how long rows handed to a sender are kept from other nodes'
+	// senders (default 5 min); longer than a batch normally takes.
+	Lease time.Duration
+	// HeldInterval is how often held results are looked for, to log them
+	// (default 30 s).
+	HeldInterval time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.PollInterval, time.Second)
+	def(&o.BackoffBase, 10*time.Second)
+	def(&o.BackoffMax, time.Hour)
+	def(&o.Timeout, 30*time.Second)
+	def(&o.Lease, 5*time.Minute)
+	def(&o.HeldInterval, 30*time.Second)
+	if o.BatchSize <= 0 {
+		o.BatchSize = 50
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 12
+	}
+	return o
+}
+
+// Files opens stored instance files; *files.Local has it.
+type Files interface {
+	Open(ctx context.Context, location string) (files.Reader, error)
+}
+
+// Exporter plans and sends exports. Run it once per node process.
+type Exporter struct {
+	idx     *index.Index
+	files   Files
+	opt     Options
+	log     *slog.Logger
+	metrics *Metrics
+	now     func() time.Time
+
+	wakes []chan struct{}
+
+	mu   sync.Mutex
+	held map[string]bool // destination + SOP instance already logged as held
+}
+
+// New checks the options and registers the metrics on reg (nil: none).
+func New(idx *index.Index, f Files, opt Options, reg prometheus.Registerer, log *slog.Logger) (*Exporter, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opt = opt.withDefaults()
+	seen := map[string]bool{}
+	for _, d := range opt.Destinations {
+		if d.Name == "" || d.AETitle == "" || d.Addr == "" {
+			return nil, fmt.Errorf("export: destination %+v needs a name, an AE title and an address", d)
+		}
+		if seen[d.Name] {
+			return nil, fmt.Errorf("export: destination %q twice", d.Name)
+		}
+		seen[d.Name] = true
+	}
+	e := &Exporter{idx: idx, files: f, opt: opt, log: log, metrics: NewMetrics(reg), now: time.Now, held: map[string]bool{}}
+	for range opt.Destinations {
+		e.wakes = append(e.wakes, make(chan struct{}, 1))
+	}
+	return e, nil
+}
+
+// Wake makes every destination look for new results and due rows now
+// instead of at its next poll; the node calls it when it stores a result.
+func (e *Exporter) Wake() {
+	for _, w := range e.wakes {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run serves every destination until ctx is done; one destination that is
+// down or slow does not hold up the others.
+func (e *Exporter) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for i, d := range e.opt.Destinations {
+		if d.AllowNotForDiagnosis {
+			e.log.Warn("export destination receives results of models not for diagnosis (allow_not_for_diagnosis)",
+				"destination", d.Name, "ae", d.AETitle, "addr", d.Addr)
+		}
+		e.log.Info("export destination", "destination", d.Name, "ae", d.AETitle, "addr", d.Addr,
+			"tls", d.TLS != nil, "sources", d.Sources)
+		wg.Go(func() { e.serve(ctx, d, e.wakes[i]) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// destState is a sender's memory of its destination between polls.
+type destState struct {
+	failures  int       // consecutive association failures
+	downUntil time.Time // no association before this
+	heldAt    time.Time // last look for held results
+}
+
+func (e *Exporter) serve(ctx context.Context, d Destination, wake <-chan struct{}) {
+	var st destState
+	t := time.NewTicker(e.opt.PollInterval)
+	defer t.Stop()
+	for {
+		if err := e.pass(ctx, d, &st); err != nil && ctx.Err() == nil {
+			e.log.Error("export pass", "destination", d.Name, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-wake:
+			st.heldAt = time.Time{}
+		}
+	}
+}
+
+// Pass runs one planning and sending pass over every destination, in turn;
+// for tests and for tools that export without running the loop.
+func (e *Exporter) Pass(ctx context.Context) error {
+	var errs []error
+	for _, d := range e.opt.Destinations {
+		var st destState
+		errs = append(errs, e.pass(ctx, d, &st))
+	}
+	return errors.Join(errs...)
+}
+
+// pass plans new rows for d, logs newly held results now and then, and
+// sends due rows batch by batch until none is due or the destination fails.
+func (e *Exporter) pass(ctx context.Context, d Destination, st *destState) error {
+	now := e.now()
+	n, err := e.idx.PlanExports(ctx, d.plan(), now)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		e.log.Debug("exports planned", "destination", d.Name, "rows", n)
+	}
+	if now.Sub(st.heldAt) >= e.opt.HeldInterval {
+		st.heldAt = now
+		if err := e.logHeld(ctx, d); err != nil {
+			return err
+		}
+	}
+	defer e.updateGauges(ctx)
+	if now.Before(st.downUntil) {
+		return nil
+	}
+	for ctx.Err() == nil {
+		due, err := e.idx.DueExports(ctx, d.Name, e.now(), e.opt.Lease, e.opt.BatchSize)
+		if err != nil {
+			return err
+		}
+		if len(due) == 0 {
+			return nil
+		}
+		if ok := e.sendBatch(ctx, d, due); !ok {
+			st.failures++
+			st.downUntil = e.now().Add(e.backoff(st.failures))
+			return nil
+		}
+		st.failures, st.downUntil = 0, time.Time{}
+	}
+	return nil
+}
+
+// backoff is the wait after the n-th consecutive failure: BackoffBase
+// doubled per failure up to BackoffMax, drawn uniformly from its upper
+// half so that rows failed together spread out again.
+func (e *Exporter) backoff(n int) time.Duration {
+	d := e.opt.BackoffBase
+	for i := 1; i < n && d < e.opt.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, e.opt.BackoffMax)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// logHeld logs, once per process, each result held from d and why,
+// grouped by the analysed series.
+func (e *Exporter) logHeld(ctx context.Context, d Destination) error {
+	held, err := e.idx.HeldExports(ctx, d.plan(), 500)
+	if err != nil {
+		return err
+	}
+	type group struct {
+		reason string
+		kinds  []string
+	}
+	bySeries := map[string]*group{}
+	var order []string
+	e.mu.Lock()
+	for _, h := range held {
+		key := d.Name + "\x00" + h.SOPInstanceUID
+		if e.held[key] {
+			continue
+		}
+		e.held[key] = true
+		g := bySeries[h.SeriesInstanceUID+"\x00"+h.Reason]
+		if g == nil {
+			g = &group{reason: h.Reason}
+			bySeries[h.SeriesInstanceUID+"\x00"+h.Reason] = g
+			order = append(order, h.SeriesInstanceUID+"\x00"+h.Reason)
+		}
+		g.kinds = append(g.kinds, h.Kind)
+	}
+	e.mu.Unlock()
+	for _, k := range order {
+		g := bySeries[k]
+		series, _, _ := strings.Cut(k, "\x00")
+		why := "the model's manifest says not for diagnosis and the destination does not set allow_not_for_diagnosis"
+		if g.reason == index.HeldUnknownResult {
+			why = "the worker recorded no result_objects row, so nothing says whether it may be used for diagnosis"
+		}
+		e.log.Warn("results held from export", "destination", d.Name, "series_instance_uid", series,
+			"objects", len(g.kinds), "kinds", strings.Join(g.kinds, ","), "reason", why)
+	}
+	return nil
+}
+
+func (e *Exporter) updateGauges(ctx context.Context) {
+	counts, err := e.idx.ExportCounts(ctx)
+	if err != nil {
+		return
+	}
+	for _, d := range e.opt.Destinations {
+		e.metrics.Queue.WithLabelValues(d.Name).Set(float64(counts[d.Name][index.ExportPending]))
+		e.metrics.Dead.WithLabelValues(d.Name).Set(float64(counts[d.Name][index.ExportDead]))
+	}
+}

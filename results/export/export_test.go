@@ -1,0 +1,265 @@
+package export
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/otonode/otonode/store/index"
+)
+
+// value reads a counter or gauge.
+func value(t *testing.T, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
+}
+
+func dest(name string, scp *storeSCP) Destination {
+	return Destination{Name: name, AETitle: scp.ae, Addr: fmt.Sprintf("127.0.0.1:%d", scp.port), CallingAETitle: "OTONODE"}
+}
+
+func counts(sops ...string) map[string]int {
+	m := map[string]int{}
+	for _, s := range sops {
+		m[s]++
+	}
+	return m
+}
+
+func checkReceived(t *testing.T, scp *storeSCP, want map[string]int) {
+	t.Helper()
+	if got := scp.received(); !maps.Equal(got, want) {
+		t.Errorf("%s received %v\nwant %v", scp.ae, got, want)
+	}
+}
+
+// TestExportDelivers: results reach each destination once, in one
+// association per batch; the analysed series goes only where asked for;
+// results not for diagnosis are held (and logged once) unless the
+// destination allows them; a restarted exporter sends nothing again.
+func TestExportDelivers(t *testing.T) {
+	each(t, func(t *testing.T, open func() *index.Index) {
+		ctx := context.Background()
+		idx := open()
+		n := newNode(t, idx)
+		s := n.scene("1.2.826.0.1.7.1")
+		pacs, archive := newStoreSCP(t, "PACS", freePort(t)), newStoreSCP(t, "ARCHIVE", freePort(t))
+		pacs.start()
+		archive.start()
+		ar := dest("archive", archive)
+		ar.Sources, ar.AllowNotForDiagnosis = true, true
+		opt := Options{Destinations: []Destination{dest("pacs", pacs), ar}}
+		var logs logBuffer
+		reg := prometheus.NewRegistry()
+		ex, err := New(idx, n.files, opt, reg, logs.logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ex.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		checkReceived(t, pacs, counts(s.seg))
+		checkReceived(t, archive, counts(append(s.ct, s.seg, s.sr)...))
+		if pacs.associations() != 1 || archive.associations() != 1 {
+			t.Errorf("associations: pacs %d, archive %d; want one each\n%s", pacs.associations(), archive.associations(), pacs.output())
+		}
+		held := func() int {
+			return strings.Count(logs.String(), `msg="results held from export" destination=pacs series_instance_uid=`+s.source)
+		}
+		if held() != 1 || !strings.Contains(logs.String(), "not for diagnosis") {
+			t.Errorf("held SR logged %d times:\n%s", held(), logs.String())
+		}
+		if strings.Contains(logs.String(), `msg="results held from export" destination=archive`) {
+			t.Errorf("the archive allows results not for diagnosis, yet some were held")
+		}
+		if got := value(t, ex.metrics.Exported.WithLabelValues("archive", "sent")); got != 5 {
+			t.Errorf("archive sent metric %v", got)
+		}
+
+		// Nothing new: nothing sent, nothing logged again.
+		if err := ex.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if held() != 1 || pacs.associations() != 1 {
+			t.Errorf("second pass: held logged %d times, %d associations", held(), pacs.associations())
+		}
+
+		// A restarted node (new exporter, new database handle) sends only
+		// what is new: a peer-review KOS arriving later.
+		kos := "1.2.826.0.1.7.1.7.1"
+		n.result(s.source, kos, kosStorage, index.KindKOSFlag, true)
+		ex2, err := New(open(), n.files, opt, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ex2.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		checkReceived(t, pacs, counts(s.seg, kos))
+		checkReceived(t, archive, counts(append(s.ct, s.seg, s.sr, kos)...))
+		sent, err := idx.Exports(ctx, index.ExportFilter{State: index.ExportSent})
+		if err != nil || len(sent) != 8 {
+			t.Fatalf("%d sent rows, %v", len(sent), err)
+		}
+		for _, r := range sent {
+			if r.Attempts != 1 || r.SeriesInstanceUID != s.source || r.LastError != "" {
+				t.Errorf("row %+v", r)
+			}
+		}
+		if pending, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportPending}); len(pending) != 0 {
+			t.Errorf("pending rows left: %+v", pending)
+		}
+	})
+}
+
+// maxAttemptsWithin is the most attempts the backoff allows in d: the
+// first at once, then after each wait, every wait at least half of its
+// doubling step.
+func maxAttemptsWithin(d time.Duration, o Options) int {
+	n, t, w := 1, time.Duration(0), o.BackoffBase
+	for {
+		t += min(w, o.BackoffMax) / 2
+		if t > d {
+			return n
+		}
+		n++
+		w *= 2
+	}
+}
+
+// TestExportRetriesUntilPACSReturns: with the destination down, rows are
+// retried with growing waits (an outage does not burn attempts), and are
+// delivered once each when it comes back.
+func TestExportRetriesUntilPACSReturns(t *testing.T) {
+	each(t, func(t *testing.T, open func() *index.Index) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		idx := open()
+		n := newNode(t, idx)
+		s := n.scene("1.2.826.0.1.7.2")
+		pacs := newStoreSCP(t, "PACS", freePort(t)) // not started: the PACS is down
+		d := dest("pacs", pacs)
+		d.AllowNotForDiagnosis = true
+		opt := Options{Destinations: []Destination{d}, PollInterval: 10 * time.Millisecond,
+			BackoffBase: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond, MaxAttempts: 1000, Timeout: 2 * time.Second}
+		var logs logBuffer
+		ex, err := New(idx, n.files, opt, nil, logs.logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := time.Now()
+		var wg sync.WaitGroup
+		wg.Go(func() { ex.Run(ctx) })
+		defer wg.Wait()
+		defer cancel()
+
+		time.Sleep(1500 * time.Millisecond)
+		rows, err := idx.Exports(ctx, index.ExportFilter{Destination: "pacs"})
+		elapsed := time.Since(started)
+		if err != nil || len(rows) != 2 {
+			t.Fatalf("rows %+v, %v", rows, err)
+		}
+		limit := maxAttemptsWithin(elapsed, opt.withDefaults())
+		for _, r := range rows {
+			if r.State != index.ExportPending || r.Attempts < 1 || r.Attempts > limit || !strings.Contains(r.LastError, "association") {
+				t.Errorf("while down, after %v (at most %d attempts): %+v", elapsed, limit, r)
+			}
+		}
+		t.Logf("after %v down: attempts %d and %d (the 10 ms poll alone would allow %d)", elapsed.Round(time.Millisecond),
+			rows[0].Attempts, rows[1].Attempts, int(elapsed/opt.PollInterval))
+
+		pacs.start()
+		waitFor(t, "delivery after the PACS returned", 20*time.Second, func() bool {
+			sent, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportSent})
+			return len(sent) == 2
+		})
+		checkReceived(t, pacs, counts(s.seg, s.sr))
+		if !strings.Contains(logs.String(), "series_instance_uid="+s.source) {
+			t.Errorf("no log line names the series:\n%s", logs.String())
+		}
+	})
+}
+
+// TestExportDeadAndRetry: after MaxAttempts failures a row is dead and
+// stays so; retried, it is delivered. An instance that retention deleted
+// meanwhile ends its row at once without holding up the rest of the batch.
+func TestExportDeadAndRetry(t *testing.T) {
+	each(t, func(t *testing.T, open func() *index.Index) {
+		ctx := context.Background()
+		idx := open()
+		n := newNode(t, idx)
+		s := n.scene("1.2.826.0.1.7.3")
+		pacs := newStoreSCP(t, "PACS", freePort(t))
+		d := dest("pacs", pacs)
+		d.Sources = true
+		opt := Options{Destinations: []Destination{d}, BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond,
+			MaxAttempts: 3, Timeout: 2 * time.Second}
+		reg := prometheus.NewRegistry()
+		ex, err := New(idx, n.files, opt, reg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "every row dead", 20*time.Second, func() bool {
+			if err := ex.Pass(ctx); err != nil {
+				t.Fatal(err)
+			}
+			dead, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportDead})
+			return len(dead) == 4 // three slices and the SEG
+		})
+		dead, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportDead})
+		for _, r := range dead {
+			if r.Attempts != 3 || !strings.Contains(r.LastError, "association") {
+				t.Errorf("dead row %+v", r)
+			}
+		}
+		if got := value(t, ex.metrics.Dead.WithLabelValues("pacs")); got != 4 {
+			t.Errorf("dead gauge %v", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if err := ex.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportDead}); len(again) != 4 || again[0].Attempts != 3 {
+			t.Fatalf("dead rows changed: %+v", again)
+		}
+
+		// Retention deleted the first slice meanwhile: its row dies at
+		// once, the others go in the same association.
+		gone := dead[len(dead)-1] // newest first: the last is the first slice
+		if gone.SOPInstanceUID != s.ct[0] {
+			t.Fatalf("oldest dead row is %s, want %s", gone.SOPInstanceUID, s.ct[0])
+		}
+		if err := idx.MarkDeleted(ctx, gone.SOPInstanceUID, 1, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		pacs.start()
+		if k, err := idx.RetryDeadExports(ctx, "", time.Now()); err != nil || k != 4 {
+			t.Fatalf("retried %d, %v", k, err)
+		}
+		if err := ex.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		checkReceived(t, pacs, counts(s.ct[1], s.ct[2], s.seg))
+		if pacs.associations() != 1 {
+			t.Errorf("%d associations, want 1", pacs.associations())
+		}
+		after, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportDead})
+		if len(after) != 1 || after[0].SOPInstanceUID != s.ct[0] || !strings.Contains(after[0].LastError, "no longer stored") {
+			t.Errorf("dead after retry: %+v", after)
+		}
+	})
+}
