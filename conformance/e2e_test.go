@@ -1,0 +1,539 @@
+//go:build e2e
+
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/otonode/otonode/scp/events"
+)
+
+// e2eCase is one phantom pushed to the node and what must come back.
+type e2eCase struct {
+	name    string
+	seed    int
+	variant string
+	size    string
+	spacing string
+	// What the analysis must find: ears with results, a raised flag, or
+	// no inner ear at all (then no SEG, SR or KOS reaches the PACS).
+	ears       []string // lateralities, e.g. {"L"}
+	flagged    bool
+	noInnerEar bool
+}
+
+var e2eCases = []e2eCase{
+	{name: "normal", seed: 11, size: "128", ears: []string{"R"}},
+	{name: "otosclerosis", seed: 12, variant: "otosclerosis,severe", size: "128", ears: []string{"R"}, flagged: true},
+	{name: "negative", seed: 13, variant: "body", size: "128", spacing: "0.5", noInnerEar: true},
+	{name: "bilateral", seed: 14, variant: "bilateral", size: "280,160,64", ears: []string{"L", "R"}},
+}
+
+// TestEndToEnd is the acceptance run of issue 9 against a real PACS: the
+// otonode binary serves with a fresh database, its supervised analysis
+// worker and an export destination that is a real Orthanc; phantom series
+// pushed to the node come back to Orthanc as SEG and SR (and KOS when
+// flagged), and the analysis rows are in the database.
+func TestEndToEnd(t *testing.T) {
+	start := time.Now()
+	bin := buildOtonode(t)
+	ortLib := onnxRuntime(t)
+	model, err := filepath.Abs(filepath.Join("..", "analysis", "model", "reference", "model.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pacs := startOrthanc(t)
+	dsn := newPostgres(t)
+	node := startServe(t, bin, serveOptions{dsn: dsn, pacs: pacs, model: model, ortLib: ortLib})
+	t.Logf("built and started in %v", time.Since(start).Round(time.Millisecond))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	// Orthanc knows the node as a modality and reaches it (C-ECHO).
+	if err := pacs.call(ctx, "PUT", "/modalities/otonode",
+		map[string]any{"AET": node.aet, "Host": "127.0.0.1", "Port": node.dicomPort}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := pacs.call(ctx, "POST", "/modalities/otonode/echo", map[string]any{}, nil); err != nil {
+		t.Fatalf("Orthanc cannot echo the node: %v", err)
+	}
+
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	// Generate every phantom, then push them one after the other, as a
+	// scanner would.
+	work := t.TempDir()
+	type pushed struct {
+		c             e2eCase
+		study, series string
+		instances     int
+		at            time.Time
+	}
+	var all []pushed
+	for _, c := range e2eCases {
+		dir := filepath.Join(work, c.name)
+		args := []string{"phantom", "case", "--seed", fmt.Sprint(c.seed), "--out", dir, "--size", c.size}
+		if c.variant != "" {
+			args = append(args, "--variant", c.variant)
+		}
+		if c.spacing != "" {
+			args = append(args, "--spacing", c.spacing)
+		}
+		run(t, ctx, bin, args...)
+		study, series, n := seriesOf(t, filepath.Join(dir, "dicom"))
+		for _, p := range all {
+			if p.study == study {
+				t.Fatalf("cases %s and %s share study %s: study-level selection would analyse only one", p.c.name, c.name, study)
+			}
+		}
+		all = append(all, pushed{c: c, study: study, series: series, instances: n})
+	}
+	for i := range all {
+		p := &all[i]
+		run(t, ctx, bin, "push", "--quiet", "--host", "127.0.0.1", "--port", fmt.Sprint(node.dicomPort),
+			"--aet", "SCANNER", "--called-aet", node.aet, filepath.Join(work, p.c.name, "dicom"))
+		p.at = time.Now()
+	}
+
+	var wg sync.WaitGroup
+	for _, p := range all {
+		wg.Add(1)
+		t.Run(p.c.name, func(t *testing.T) {
+			// The cases wait side by side; the node analyses them in turn.
+			t.Parallel()
+			defer wg.Done()
+			checkCase(t, ctx, pacs, db, node, p.c, p.study, p.series, p.at)
+		})
+	}
+	wg.Wait()
+	t.Logf("whole run %v", time.Since(start).Round(time.Second))
+}
+
+// checkCase waits for the analysis row of one pushed series and for its
+// results in Orthanc, and checks them against the case.
+func checkCase(t *testing.T, ctx context.Context, pacs *orthanc, db *sql.DB, node *serveProc, c e2eCase, study, series string, pushedAt time.Time) {
+	rows := waitAnalysis(t, ctx, db, series)
+	t.Logf("analysis rows after %v: %+v", time.Since(pushedAt).Round(time.Second), rows)
+	if c.noInnerEar {
+		if len(rows) != 1 || !strings.Contains(rows[0].reason, "no inner ear found") {
+			t.Fatalf("want one row with reason \"no inner ear found\", got %+v", rows)
+		}
+		// Results of other cases reach Orthanc within seconds of theirs;
+		// give this one the same time to (wrongly) show up.
+		time.Sleep(5 * time.Second)
+		got, err := pacs.studySeries(ctx, study)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range got {
+			if m := s.MainDicomTags["Modality"]; m == "SEG" || m == "SR" || m == "KO" {
+				t.Errorf("a %s series reached Orthanc for a series without an inner ear", m)
+			}
+		}
+		return
+	}
+	var ears []string
+	for _, r := range rows {
+		ears = append(ears, r.ear)
+		if r.flagged != c.flagged {
+			t.Errorf("ear %s: flagged=%v (%s), want %v", r.ear, r.flagged, r.flagReasons, c.flagged)
+		}
+		if r.volume <= 0 {
+			t.Errorf("ear %s: no inner-ear volume", r.ear)
+		}
+	}
+	slices.Sort(ears)
+	if !slices.Equal(ears, c.ears) {
+		t.Errorf("analysed ears %q, want %q", ears, c.ears)
+	}
+
+	want := []string{"SEG", "SR"}
+	if c.flagged {
+		want = append(want, "KO")
+	}
+	found := waitResults(t, ctx, pacs, study, want)
+	t.Logf("%s in Orthanc %v after the push", strings.Join(want, " + "), time.Since(pushedAt).Round(time.Second))
+
+	seg := found["SEG"]
+	if refs := referencedSeries(seg, "ReferencedSeriesSequence"); !slices.Contains(refs, series) {
+		t.Errorf("SEG references series %q, not the pushed %s", refs, series)
+	}
+	if n := len(sequence(seg, "SegmentSequence")); n != len(c.ears) {
+		t.Errorf("SEG has %d segments, want one per ear (%d)", n, len(c.ears))
+	}
+	sr := found["SR"]
+	if refs := evidenceSeries(sr); !slices.Contains(refs, series) {
+		t.Errorf("SR evidence names series %q, not the pushed %s", refs, series)
+	}
+	if got := srFlag(sr); got != c.flagged {
+		t.Errorf("SR report-level out-of-distribution flag %v, want %v", got, c.flagged)
+	}
+	if c.flagged {
+		kos := found["KO"]
+		if refs := evidenceSeries(kos); !slices.Contains(refs, series) {
+			t.Errorf("KOS selects series %q, not the pushed %s", refs, series)
+		}
+		if title := conceptValue(kos); title != "113008" {
+			t.Errorf("KOS title %q, want 113008 (For Peer Review)", title)
+		}
+		if !node.flaggedEvent(t, ctx, series) {
+			t.Errorf("no analysis flagged event on NATS for %s", series)
+		}
+	}
+}
+
+// analysisRow is one row of the analyses table.
+type analysisRow struct {
+	ear, status, reason string
+	volume              float64
+	flagged             bool
+	flagReasons         string
+}
+
+// waitAnalysis polls the database until the series has analysis rows.
+func waitAnalysis(t *testing.T, ctx context.Context, db *sql.DB, series string) []analysisRow {
+	t.Helper()
+	for {
+		rs, err := db.QueryContext(ctx, `SELECT ear, status, reason, COALESCE(volume_mm3, 0), flagged, flag_reasons
+			FROM analyses WHERE series_instance_uid = $1 ORDER BY ear`, series)
+		var rows []analysisRow
+		if err == nil {
+			for rs.Next() {
+				var r analysisRow
+				if err = rs.Scan(&r.ear, &r.status, &r.reason, &r.volume, &r.flagged, &r.flagReasons); err != nil {
+					break
+				}
+				rows = append(rows, r)
+			}
+			rs.Close()
+		}
+		if len(rows) > 0 {
+			return rows
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no analysis row for series %s: %v (last query error: %v)", series, ctx.Err(), err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// waitResults polls Orthanc until the study holds a series of each wanted
+// modality, and returns the tags of the first instance of each.
+func waitResults(t *testing.T, ctx context.Context, pacs *orthanc, study string, modalities []string) map[string]map[string]any {
+	t.Helper()
+	for {
+		series, err := pacs.studySeries(ctx, study)
+		found := map[string]map[string]any{}
+		for _, s := range series {
+			m := s.MainDicomTags["Modality"]
+			if !slices.Contains(modalities, m) || len(s.Instances) == 0 {
+				continue
+			}
+			if _, dup := found[m]; dup {
+				t.Errorf("two %s series in Orthanc for one analysis", m)
+				continue
+			}
+			if found[m], err = pacs.tags(ctx, s.Instances[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(found) == len(modalities) {
+			return found
+		}
+		select {
+		case <-ctx.Done():
+			var have []string
+			for m := range found {
+				have = append(have, m)
+			}
+			t.Fatalf("Orthanc holds %q of %q for study %s: %v (last error %v)", have, modalities, study, ctx.Err(), err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// sequence returns the items of a sequence in Orthanc's simplified JSON.
+func sequence(d map[string]any, keyword string) []map[string]any {
+	items, _ := d[keyword].([]any)
+	var out []map[string]any
+	for _, it := range items {
+		if m, ok := it.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func str(d map[string]any, keyword string) string {
+	s, _ := d[keyword].(string)
+	return s
+}
+
+func referencedSeries(d map[string]any, keyword string) []string {
+	var out []string
+	for _, it := range sequence(d, keyword) {
+		out = append(out, str(it, "SeriesInstanceUID"))
+	}
+	return out
+}
+
+// evidenceSeries lists the series of the Current Requested Procedure
+// Evidence Sequence (SR and KOS).
+func evidenceSeries(d map[string]any) []string {
+	var out []string
+	for _, st := range sequence(d, "CurrentRequestedProcedureEvidenceSequence") {
+		out = append(out, referencedSeries(st, "ReferencedSeriesSequence")...)
+	}
+	return out
+}
+
+// conceptValue is the CodeValue of an SR content item's (or document's)
+// Concept Name.
+func conceptValue(d map[string]any) string {
+	if c := sequence(d, "ConceptNameCodeSequence"); len(c) > 0 {
+		return str(c[0], "CodeValue")
+	}
+	return ""
+}
+
+// srFlag reads the report-level out-of-distribution flag: the CODE item
+// (OOD002) directly under the Qualitative Evaluations container.
+func srFlag(sr map[string]any) bool {
+	for _, it := range sequence(sr, "ContentSequence") {
+		if conceptValue(it) != "C0034375" {
+			continue
+		}
+		for _, q := range sequence(it, "ContentSequence") {
+			if conceptValue(q) == "OOD002" {
+				v := sequence(q, "ConceptCodeSequence")
+				return len(v) > 0 && str(v[0], "CodeValue") == "373066001"
+			}
+		}
+	}
+	return false
+}
+
+// serveOptions configure one `otonode serve`.
+type serveOptions struct {
+	dsn           string
+	pacs          *orthanc
+	model, ortLib string
+}
+
+// serveProc is a running `otonode serve`.
+type serveProc struct {
+	aet       string
+	dicomPort int
+	httpAddr  string
+	natsURL   string
+	topology  events.Topology
+}
+
+func buildOtonode(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "otonode")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/otonode")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// onnxRuntime finds libonnxruntime.so: $ORT_LIB or the repository's copy.
+func onnxRuntime(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("ORT_LIB")
+	if p == "" {
+		p, _ = filepath.Abs(filepath.Join("..", "third_party", "onnxruntime", "libonnxruntime.so.1"))
+	}
+	_, err := os.Stat(p)
+	need(t, "ONNX Runtime (ORT_LIB)", err)
+	return p
+}
+
+// startServe writes a configuration and runs `otonode serve` until the
+// test ends, then stops it with SIGTERM.
+func startServe(t *testing.T, bin string, o serveOptions) *serveProc {
+	t.Helper()
+	dir := t.TempDir()
+	p := &serveProc{aet: "OTONODE", dicomPort: freePort(t), httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		topology: events.Topology{Prefix: "e2e" + randHex(3)}}
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p.natsURL = "nats://" + natsAddr
+	cfg := fmt.Sprintf(`data_dir: %s
+database: %q
+dicom:
+  ae_title: %s
+  host: 127.0.0.1
+  port: %d
+http:
+  listen: %s
+nats:
+  embedded_listen: %s
+  prefix: %s
+completion:
+  quiet_period: 500ms
+  study_settle: 200ms
+storage:
+  min_free_bytes: 0
+worker:
+  model: %s
+  ort_lib: %s
+  tta: identity
+export:
+  poll_interval: 200ms
+  destinations:
+    pacs:
+      ae_title: %s
+      host: 127.0.0.1
+      port: %d
+      objects: results
+      allow_not_for_diagnosis: true
+log:
+  level: debug
+`, filepath.Join(dir, "data"), o.dsn, p.aet, p.dicomPort, p.httpAddr, natsAddr, p.topology.Prefix,
+		o.model, o.ortLib, o.pacs.aet, o.pacs.dicomPort)
+	path := filepath.Join(dir, "otonode.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "serve.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", path)
+	cmd.Env = append(os.Environ(), "ORT_LIB="+o.ortLib)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			t.Error("otonode serve did not stop within 20 s of SIGTERM")
+		}
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("otonode serve log (tail):\n%s", tail(string(b), 12000))
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("otonode serve exited: %v\n%s", err, tail(string(b), 6000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("otonode serve not ready after 60 s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// flaggedEvent reports whether the events stream holds an "analysis
+// flagged" event for the series.
+func (p *serveProc) flaggedEvent(t *testing.T, ctx context.Context, series string) bool {
+	t.Helper()
+	nc, err := nats.Connect(p.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, p.topology.EventsStream(),
+		jetstream.OrderedConsumerConfig{FilterSubjects: []string{p.topology.AnalysisFlaggedSubject()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			return false // no more messages
+		}
+		var ev struct {
+			Series string `json:"series_instance_uid"`
+		}
+		if json.Unmarshal(msg.Data(), &ev) == nil && ev.Series == series {
+			return true
+		}
+	}
+}
+
+// run runs the binary and fails the test on error.
+func run(t *testing.T, ctx context.Context, bin string, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("otonode %s: %v\n%s", strings.Join(args, " "), err, tail(out.String(), 4000))
+	}
+}
+
+// seriesOf reads the study and series UIDs and counts the files of a
+// phantom's DICOM folder.
+func seriesOf(t *testing.T, dir string) (study, series string, n int) {
+	t.Helper()
+	var info struct {
+		Identity struct {
+			Study  string `json:"study_instance_uid"`
+			Series string `json:"series_instance_uid"`
+		} `json:"identity"`
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(dir), "case.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &info)
+	}
+	if err != nil || info.Identity.Study == "" || info.Identity.Series == "" {
+		t.Fatalf("%s: no study/series UID in case.json: %v", dir, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Identity.Study, info.Identity.Series, len(entries)
+}

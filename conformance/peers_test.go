@@ -1,0 +1,214 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+)
+
+// need fails under CI (where every peer must be present) and skips
+// elsewhere, with the reason.
+func need(t testing.TB, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is required under CI=true: %v", what, err)
+	}
+	t.Skipf("%s not available: %v", what, err)
+}
+
+// tool finds a peer program on PATH or in /usr/sbin.
+func tool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/" + name); serr == nil {
+			return "/usr/sbin/" + name
+		}
+	}
+	need(t, name, err)
+	return p
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// orthanc is a real Orthanc PACS on free ports, stopped at cleanup.
+type orthanc struct {
+	aet       string
+	dicomPort int
+	url       string
+}
+
+func startOrthanc(t *testing.T) *orthanc {
+	t.Helper()
+	bin := tool(t, "Orthanc")
+	dir := t.TempDir()
+	o := &orthanc{aet: "ORTHANC", dicomPort: freePort(t)}
+	hport := freePort(t)
+	o.url = fmt.Sprintf("http://127.0.0.1:%d", hport)
+	cfg := map[string]any{"Name": "CONFTEST", "StorageDirectory": dir, "IndexDirectory": dir,
+		"DicomAet": o.aet, "DicomPort": o.dicomPort, "HttpPort": hport, "RemoteAccessAllowed": false,
+		"AuthenticationEnabled": false, "DicomCheckCalledAet": false, "UnknownSopClassAccepted": true,
+		"DicomAlwaysAllowStore": true, "DicomAlwaysAllowEcho": true, "Plugins": []string{}, "StableAge": 60}
+	b, _ := json.Marshal(cfg)
+	path := filepath.Join(dir, "orthanc.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, path)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("Orthanc output (tail):\n%s", tail(out.String(), 3000))
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(o.url + "/system")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return o
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Orthanc did not come up: %v\n%s", err, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// call does one REST call and decodes the JSON answer into v (if not nil).
+func (o *orthanc) call(ctx context.Context, method, path string, body, v any) error {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, o.url+path, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("orthanc %s %s: %s: %s", method, path, resp.Status, raw)
+	}
+	if v != nil {
+		if err := json.Unmarshal(raw, v); err != nil {
+			return fmt.Errorf("orthanc %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// orthancSeries is a series as Orthanc lists it.
+type orthancSeries struct {
+	ID            string            `json:"ID"`
+	Instances     []string          `json:"Instances"`
+	MainDicomTags map[string]string `json:"MainDicomTags"`
+}
+
+// studySeries returns the series Orthanc holds of a study (none when it
+// does not know the study yet).
+func (o *orthanc) studySeries(ctx context.Context, studyUID string) ([]orthancSeries, error) {
+	var found []struct{ ID, Type string }
+	if err := o.call(ctx, "POST", "/tools/lookup", studyUID, &found); err != nil {
+		return nil, err
+	}
+	for _, f := range found {
+		if f.Type != "Study" {
+			continue
+		}
+		var series []orthancSeries
+		err := o.call(ctx, "GET", "/studies/"+f.ID+"/series", nil, &series)
+		return series, err
+	}
+	return nil, nil
+}
+
+// tags returns an instance's tags in Orthanc's simplified JSON.
+func (o *orthanc) tags(ctx context.Context, instanceID string) (map[string]any, error) {
+	var v map[string]any
+	err := o.call(ctx, "GET", "/instances/"+instanceID+"/simplified-tags", nil, &v)
+	return v, err
+}
+
+// database is a fresh PostgreSQL database on the local server (trust
+// auth), dropped at cleanup; "" with a skip outside CI when none runs.
+func newPostgres(t *testing.T) string {
+	t.Helper()
+	var admin string
+	var last error
+	for _, user := range []string{"postgres", "root"} {
+		dsn := "postgres://" + user + "@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
+		db, err := sql.Open("pgx", dsn)
+		if err == nil {
+			err = db.PingContext(context.Background())
+			db.Close()
+		}
+		if err == nil {
+			admin = dsn
+			break
+		}
+		last = err
+	}
+	need(t, "PostgreSQL at 127.0.0.1:5432", last)
+	name := "otonode_conf_" + randHex(6)
+	db, err := sql.Open("pgx", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := db.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+		db.Close()
+	})
+	return strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
