@@ -42,6 +42,11 @@ type Options struct {
 	// network input instead of sliding windows (default: the manifest's
 	// chunk size).
 	SingleWindow int
+	// LargestComponent keeps only the largest 26-connected component of
+	// each ear's segmentation (on the source grid). Off by default, as in
+	// the paper: it hides a model's false positives from the figures, and
+	// it drops any part of a labyrinth the threshold cut off.
+	LargestComponent bool
 	// Progress, when set, is told about each step of the work.
 	Progress func(stage string, done, total int)
 }
@@ -159,14 +164,21 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	if err != nil {
 		return nil, nil, err
 	}
-	label := volume.New[uint8](ct.Grid)
 	thr := float32(m.Threshold)
+	mask := make([]bool, len(back.Data))
+	for i, p := range back.Data {
+		mask[i] = p >= thr
+	}
+	if a.Options.LargestComponent {
+		largestComponent(mask, srcSub.Size)
+	}
+	label := volume.New[uint8](ct.Grid)
 	var count int
 	sz := srcSub.Size
 	for k := range sz[2] {
 		for j := range sz[1] {
 			for i := range sz[0] {
-				if back.Data[srcSub.Index(i, j, k)] >= thr {
+				if mask[srcSub.Index(i, j, k)] {
 					label.Set(box.Min[0]+i, box.Min[1]+j, box.Min[2]+k, 1)
 					count++
 				}

@@ -24,6 +24,7 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ortLib := fs.String("ort-lib", "", "path of libonnxruntime.so; default $ORT_LIB")
 	provider := fs.String("provider", "cpu", "ONNX Runtime execution provider: cpu or cuda (cuda needs a GPU build of ONNX Runtime)")
 	threads := fs.Int("threads", 0, "intra-op threads; 0 means one per core")
+	largest := fs.Bool("largest-component", false, "keep only the largest connected component of each ear's segmentation (off, as in the paper)")
 	ttaSet := fs.String("tta", "", "comma-separated TTA transforms (identity,i90,…,k270); default all 10")
 	noDICOM := fs.Bool("no-dicom", false, "do not write the DICOM SEG and SR")
 	quiet := fs.Bool("quiet", false, "no progress")
@@ -44,7 +45,7 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *model == "" {
 		return fmt.Errorf("%w: no model: give --model or set OTONODE_MODEL", errUsage)
 	}
-	var opts analysis.Options
+	opts := analysis.Options{LargestComponent: *largest}
 	if *ttaSet != "" {
 		if opts.TTA, err = tta.ByName(strings.Split(*ttaSet, ",")); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
