@@ -420,3 +420,52 @@ func resultCodes(dir string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// qrClassNames are the dimse constants of the non-storage SOP classes.
+var qrClassNames = map[string]string{
+	"VerificationSOPClass": dimse.VerificationSOPClass,
+	"PatientRootFind":      dimse.PatientRootFind,
+	"PatientRootMove":      dimse.PatientRootMove,
+	"PatientRootGet":       dimse.PatientRootGet,
+	"StudyRootFind":        dimse.StudyRootFind,
+	"StudyRootMove":        dimse.StudyRootMove,
+	"StudyRootGet":         dimse.StudyRootGet,
+}
+
+// TestSCURoles compares the SCU column of the statement's Verification and
+// Query/Retrieve table with the classes the node's initiating parts (the
+// worker and the exporter, package results and below) use: every
+// dimse.<class> they name is an SCU role, and nothing else is.
+func TestSCURoles(t *testing.T) {
+	tb := loadStatement(t, sopTables)["other-sop-classes"]
+	doc := rolesOf(t, tb, colSCU)
+	used := map[string]bool{}
+	err := filepath.WalkDir(filepath.Join("..", "results"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if se, ok := n.(*ast.SelectorExpr); ok {
+				if x, ok := se.X.(*ast.Ident); ok && x.Name == "dimse" {
+					if uid, ok := qrClassNames[se.Sel.Name]; ok {
+						used[uid] = true
+					}
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var code []string
+	for uid := range used {
+		code = append(code, uid)
+	}
+	diff(t, "SCU roles of the worker and exporter (dimse classes named in package results)", doc, code)
+}
