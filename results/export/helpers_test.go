@@ -244,12 +244,14 @@ func newStoreSCP(t *testing.T, ae string, port int) *storeSCP {
 	return s
 }
 
-// start runs storescp and waits until it accepts connections.
-func (s *storeSCP) start() {
+// start runs storescp, with extra options if given, and waits until it
+// accepts connections.
+func (s *storeSCP) start(extra ...string) {
 	s.t.Helper()
 	bin := need(s.t, "storescp")
 	s.log = &bytes.Buffer{}
-	s.cmd = exec.Command(bin, "-v", "+uf", "-aet", s.ae, "-od", s.dir, strconv.Itoa(s.port))
+	args := append(append([]string{"-v", "+uf"}, extra...), "-aet", s.ae, "-od", s.dir, strconv.Itoa(s.port))
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
 	s.cmd.Stdout, s.cmd.Stderr = syncWriter{&s.mu, s.log}, syncWriter{&s.mu, s.log}
 	if err := s.cmd.Start(); err != nil {
