@@ -36,8 +36,9 @@ type Export struct {
 	CreatedAt         time.Time
 	SentAt            time.Time
 
-	SOPClassUID string
-	Location    string
+	SOPClassUID       string
+	TransferSyntaxUID string
+	Location          string
 	// Kind is the result_objects kind (seg, sr, kos-flag, kos-rejection),
 	// or "source" for an instance of the analysed series.
 	Kind string
@@ -122,28 +123,33 @@ const (
 	HeldUnknownResult   = "no result_objects row"
 )
 
-// HeldExports lists up to limit stored results that have no row for the
-// destination because the plan does not allow them: results of a model not
-// for diagnosis (unless allowed) and results whose result_objects row is
-// missing.
+// HeldExports lists up to limit stored results, newest first, that have no
+// row for the destination because the plan does not allow them: results of
+// a model not for diagnosis (unless allowed) and results whose
+// result_objects row is missing.
 func (x *Index) HeldExports(ctx context.Context, p ExportPlan, limit int) ([]HeldExport, error) {
-	rows, err := x.db.QueryContext(ctx, x.q(`SELECT DISTINCT i.sop_instance_uid,
-		COALESCE(ro.series_instance_uid, i.series_instance_uid), COALESCE(ro.kind, ''), ro.for_diagnosis IS NULL
+	rows, err := x.db.QueryContext(ctx, x.q(`SELECT i.sop_instance_uid,
+		COALESCE(ro.series_instance_uid, i.series_instance_uid), COALESCE(ro.kind, ''), ro.sop_instance_uid IS NULL
 		FROM instances i LEFT JOIN result_objects ro ON ro.sop_instance_uid = i.sop_instance_uid
 		WHERE i.is_result AND i.deleted_at IS NULL AND (ro.sop_instance_uid IS NULL OR NOT (ro.for_diagnosis OR ?))
 		AND NOT EXISTS (SELECT 1 FROM exports e WHERE e.destination = ? AND e.sop_instance_uid = i.sop_instance_uid)
-		ORDER BY 2, 1 LIMIT ?`), p.AllowNotForDiagnosis, p.Destination, limit)
+		ORDER BY i.received_at DESC, i.sop_instance_uid LIMIT ?`), p.AllowNotForDiagnosis, p.Destination, limit)
 	if err != nil {
 		return nil, fmt.Errorf("index: held exports: %w", err)
 	}
 	defer rows.Close()
 	var out []HeldExport
+	seen := map[string]bool{}
 	for rows.Next() {
 		var h HeldExport
 		var unknown bool
 		if err := rows.Scan(&h.SOPInstanceUID, &h.SeriesInstanceUID, &h.Kind, &unknown); err != nil {
 			return nil, fmt.Errorf("index: held exports: %w", err)
 		}
+		if seen[h.SOPInstanceUID] { // another version of one instance
+			continue
+		}
+		seen[h.SOPInstanceUID] = true
 		h.Reason = HeldNotForDiagnosis
 		if unknown {
 			h.Reason = HeldUnknownResult
@@ -155,7 +161,7 @@ func (x *Index) HeldExports(ctx context.Context, p ExportPlan, limit int) ([]Hel
 
 const exportColumns = `e.id, e.destination, e.sop_instance_uid, e.series_instance_uid, e.state, e.attempts,
 	e.next_attempt_at, e.last_error, e.created_at, e.sent_at,
-	COALESCE(i.sop_class_uid, ''), COALESCE(i.location, ''), COALESCE(ro.kind, CASE WHEN i.is_result THEN '' ELSE 'source' END, '')`
+	COALESCE(i.sop_class_uid, ''), COALESCE(i.transfer_syntax_uid, ''), COALESCE(i.location, ''), COALESCE(ro.kind, CASE WHEN i.is_result THEN '' ELSE 'source' END, '')`
 
 // exportJoins attach the latest stored version of the instance and its
 // result_objects row.
@@ -169,7 +175,7 @@ func scanExport(sc interface{ Scan(...any) error }) (Export, error) {
 	var next, created int64
 	var sent sql.NullInt64
 	err := sc.Scan(&e.ID, &e.Destination, &e.SOPInstanceUID, &e.SeriesInstanceUID, &e.State, &e.Attempts,
-		&next, &e.LastError, &created, &sent, &e.SOPClassUID, &e.Location, &e.Kind)
+		&next, &e.LastError, &created, &sent, &e.SOPClassUID, &e.TransferSyntaxUID, &e.Location, &e.Kind)
 	e.NextAttemptAt, e.CreatedAt, e.SentAt = fromMicros(next), fromMicros(created), fromNullMicros(sent)
 	return e, err
 }
@@ -363,9 +369,11 @@ func (x *Index) RetryDeadExports(ctx context.Context, destination string, now ti
 	return int(n), nil
 }
 
-// ExportCounts returns the number of rows per destination and state.
+// ExportCounts returns the number of pending and dead rows per destination
+// (sent rows only grow; the state index answers this without reading them).
 func (x *Index) ExportCounts(ctx context.Context) (map[string]map[ExportState]int, error) {
-	rows, err := x.db.QueryContext(ctx, `SELECT destination, state, COUNT(*) FROM exports GROUP BY destination, state`)
+	rows, err := x.db.QueryContext(ctx, x.q(`SELECT destination, state, COUNT(*) FROM exports WHERE state IN (?, ?)
+		GROUP BY destination, state`), ExportPending, ExportDead)
 	if err != nil {
 		return nil, fmt.Errorf("index: export counts: %w", err)
 	}

@@ -163,7 +163,7 @@ func TestExportLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		counts, err := x.ExportCounts(ctx)
-		if err != nil || counts["PACS"][ExportSent] != 1 || counts["PACS"][ExportDead] != 1 || counts["PACS"][ExportPending] != 2 {
+		if err != nil || counts["PACS"][ExportSent] != 0 || counts["PACS"][ExportDead] != 1 || counts["PACS"][ExportPending] != 2 {
 			t.Fatalf("counts %v, %v", counts, err)
 		}
 		dead, err := x.Exports(ctx, ExportFilter{State: ExportDead})
