@@ -30,6 +30,9 @@ func addExporter(ctx context.Context, cfg config.Config, n *scp.Node) error {
 	if err != nil {
 		return err
 	}
+	// Before Run: the node's C-STORE SCP then wakes the exporter for
+	// each result it indexes.
+	n.Ingest.Index = ex.WakeOnResults(n.Ingest.Index)
 	n.AddService("export", ex.Run)
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/otonode/otonode/store"
 	"github.com/otonode/otonode/store/files"
 	"github.com/otonode/otonode/store/index"
 )
@@ -295,4 +296,23 @@ func (e *Exporter) updateGauges(ctx context.Context) {
 		e.metrics.Queue.WithLabelValues(d.Name).Set(float64(counts[d.Name][index.ExportPending]))
 		e.metrics.Dead.WithLabelValues(d.Name).Set(float64(counts[d.Name][index.ExportDead]))
 	}
+}
+
+// WakeOnResults wraps the node's ingest index so that each new result, once
+// its row is committed, wakes the exporter instead of waiting for its poll.
+func (e *Exporter) WakeOnResults(idx store.Index) store.Index {
+	return wakingIndex{Index: idx, wake: e.Wake}
+}
+
+type wakingIndex struct {
+	store.Index
+	wake func()
+}
+
+func (w wakingIndex) RecordInstance(ctx context.Context, in index.Instance) (index.Recorded, error) {
+	rec, err := w.Index.RecordInstance(ctx, in)
+	if err == nil && in.Result && !rec.Duplicate {
+		w.wake()
+	}
+	return rec, err
 }

@@ -263,3 +263,26 @@ func TestExportDeadAndRetry(t *testing.T) {
 		}
 	})
 }
+
+// TestExportWakesOnResult: with a poll of an hour, a result the node
+// indexes still goes out at once, because indexing it wakes the exporter.
+func TestExportWakesOnResult(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	idx := openIndex(t, "sqlite")()
+	n := newNode(t, idx)
+	pacs := newStoreSCP(t, "PACS", freePort(t))
+	pacs.start()
+	ex, err := New(idx, n.files, Options{Destinations: []Destination{dest("pacs", pacs)}, PollInterval: time.Hour}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.ingest.Index = ex.WakeOnResults(n.ingest.Index)
+	var wg sync.WaitGroup
+	wg.Go(func() { ex.Run(ctx) })
+	defer wg.Wait()
+	defer cancel()
+	time.Sleep(200 * time.Millisecond) // past the first pass
+	s := n.scene("1.2.826.0.1.7.6")
+	waitFor(t, "the SEG at the destination", 10*time.Second, func() bool { return pacs.received()[s.seg] == 1 })
+}
