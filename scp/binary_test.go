@@ -144,10 +144,13 @@ func (p *proc) stop(t testing.TB, sig syscall.Signal) error {
 }
 
 // TestDurabilityOrderStrace traces `otonode serve` storing one instance
-// and checks, in the system calls, the order "data fsynced → linked into
-// place → directory fsynced → index committed (written to SQLite's WAL;
-// the index is not flushed per commit: Reindex rebuilds it from the
-// durable files after a power cut) → C-STORE-RSP written to the socket".
+// and checks, in the system calls, the order "instance written to a
+// segment (its record header last) → segment fdatasynced → index committed
+// (written to SQLite's WAL; the index is not flushed per commit: Reindex
+// rebuilds it from the durable files after a power cut) → C-STORE-RSP
+// written to the socket". The instance file itself is written and made
+// durable in the background (store/files: journal; store's strace test
+// checks that order).
 func TestDurabilityOrderStrace(t *testing.T) {
 	straceBin := lookTool(t, "strace")
 	bin := otonodeBinary(t)
@@ -202,25 +205,15 @@ func TestDurabilityOrderStrace(t *testing.T) {
 	t.Logf("order: %s", order)
 }
 
-var (
-	reSyscall = regexp.MustCompile(`^\d+\s+(\w+)\((\d+)<(.*?)>[,)]`)
-	reLink    = regexp.MustCompile(`^\d+\s+linkat\(.*"([^"]+)", 0\) = 0`)
-)
+var reSyscall = regexp.MustCompile(`^\d+\s+(\w+)\((\d+)<(.*?)>[,)]`)
 
-// durabilityOrder finds the steps in an strace -f -yy log and checks
+// durabilityOrder finds the steps in an strace -f -yy -s 4 log and checks
 // their order; it returns the line numbers as a description.
 func durabilityOrder(trace, sop, dicomAddr string) (string, error) {
 	lines := strings.Split(trace, "\n")
 	sock := ":" + dicomAddr[strings.LastIndex(dicomAddr, ":")+1:] + "->"
-	link, dataSync, dirSync, walWrite, rsp := -1, -1, -1, -1, -1
-	lastStagingSync := -1
-	linked := ""
+	record, segSync, walWrite, rsp := -1, -1, -1, -1
 	for i, l := range lines {
-		if m := reLink.FindStringSubmatch(l); m != nil && strings.Contains(m[1], sop) && link < 0 {
-			link, linked = i, m[1]
-			dataSync = lastStagingSync
-			continue
-		}
 		m := reSyscall.FindStringSubmatch(l)
 		if m == nil {
 			continue
@@ -228,23 +221,23 @@ func durabilityOrder(trace, sop, dicomAddr string) (string, error) {
 		call, path := m[1], m[3]
 		isSync := call == "fsync" || call == "fdatasync"
 		switch {
-		case isSync && link < 0 && strings.HasSuffix(path, ".part"):
-			lastStagingSync = i
-		case isSync && link >= 0 && dirSync < 0 && strings.HasPrefix(linked, path+"/"):
-			dirSync = i
-		case (call == "pwrite64" || call == "write") && dirSync >= 0 && walWrite < 0 && strings.Contains(path, "index.db-wal"):
+		case call == "pwrite64" && record < 0 && strings.HasSuffix(path, ".seg") && strings.Contains(l, `"OTOR"`):
+			record = i
+		case isSync && record >= 0 && segSync < 0 && strings.HasSuffix(path, ".seg"):
+			segSync = i
+		case (call == "pwrite64" || call == "write") && segSync >= 0 && walWrite < 0 && strings.Contains(path, "index.db-wal"):
 			walWrite = i
 		case rsp < 0 && (call == "write" || call == "writev" || call == "sendto" || call == "sendmsg") &&
 			strings.Contains(path, sock) && strings.Contains(l, `"\4`):
 			rsp = i
 		}
 	}
-	desc := fmt.Sprintf("staging fsync line %d, link %d, directory fsync %d, index WAL write %d, C-STORE-RSP %d",
-		dataSync+1, link+1, dirSync+1, walWrite+1, rsp+1)
-	if dataSync < 0 || link < 0 || dirSync < 0 || walWrite < 0 || rsp < 0 {
+	desc := fmt.Sprintf("segment record line %d, segment fdatasync %d, index WAL write %d, C-STORE-RSP %d",
+		record+1, segSync+1, walWrite+1, rsp+1)
+	if record < 0 || segSync < 0 || walWrite < 0 || rsp < 0 {
 		return desc, fmt.Errorf("a step is missing: %s", desc)
 	}
-	if !(dataSync < link && link < dirSync && dirSync < walWrite && walWrite < rsp) {
+	if !(record < segSync && segSync < walWrite && walWrite < rsp) {
 		return desc, fmt.Errorf("wrong order: %s", desc)
 	}
 	return desc, nil
@@ -262,9 +255,9 @@ func tail(s string, n int) string {
 // response before the index commit is caught.
 func TestDurabilityOrderParser(t *testing.T) {
 	good := []string{
-		`10 fsync(19</d/instances/tmp/1.part>) = 0`,
-		`10 linkat(AT_FDCWD</x>, "/d/instances/tmp/1.part", AT_FDCWD</x>, "/d/instances/1.1/1.2/1.2.3.dcm", 0) = 0`,
-		`10 fsync(20</d/instances/1.1/1.2>) = 0`,
+		`10 pwrite64(19</d/instances/seg/00000000.seg>, "\0\0\0\0"..., 262144, 4608) = 262144`,
+		`10 pwrite64(19</d/instances/seg/00000000.seg>, "OTOR"..., 512, 4096) = 512`,
+		`10 fdatasync(19</d/instances/seg/00000000.seg>) = 0`,
 		`10 pwrite64(8</d/index.db-wal>, "\0\0\0\2"..., 4120, 32) = 4120`,
 		`11 write(18<TCP:[127.0.0.1:4000->127.0.0.1:5000]>, "\4\0\0\0"..., 134) = 134`,
 	}
@@ -275,8 +268,8 @@ func TestDurabilityOrderParser(t *testing.T) {
 	if _, err := durabilityOrder(strings.Join(bad, "\n"), "1.2.3", "127.0.0.1:4000"); err == nil {
 		t.Fatal("response before the index commit passed")
 	}
-	noSync := []string{good[1], good[2], good[3], good[4]}
+	noSync := []string{good[0], good[1], good[3], good[4]}
 	if _, err := durabilityOrder(strings.Join(noSync, "\n"), "1.2.3", "127.0.0.1:4000"); err == nil {
-		t.Fatal("missing data fsync passed")
+		t.Fatal("missing segment fdatasync passed")
 	}
 }

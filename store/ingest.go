@@ -26,6 +26,9 @@ type Files interface {
 	Remove(ctx context.Context, location string) error
 	// Walk lists the stored files modified since a time (Reindex).
 	Walk(ctx context.Context, since time.Time, fn func(files.FileInfo) error) error
+	// Flush waits until every instance Put so far is a file that Walk
+	// lists (Put makes an instance durable; its own file may come later).
+	Flush(ctx context.Context) error
 }
 
 // Index is what Ingest and retention need of the index; *index.Index has it.

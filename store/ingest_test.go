@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -70,26 +71,50 @@ type recFS struct {
 	t *trace
 }
 
+// recFile records the durability calls on segment and instance files.
 type recFile struct {
 	*os.File
 	t *trace
 }
 
-func (f recFile) Sync() error { f.t.add("fsync data"); return f.File.Sync() }
+func (f recFile) Sync() error {
+	f.t.add("fsync " + kind(f.Name()))
+	return f.File.Sync()
+}
 
-func (r recFS) CreateTemp(dir, pattern string) (files.File, error) {
-	f, err := os.CreateTemp(dir, pattern)
+func (f recFile) Datasync() error {
+	f.t.add("fdatasync " + kind(f.Name()))
+	return f.File.Sync()
+}
+
+func (f recFile) WriteAt(b []byte, off int64) (int, error) {
+	switch {
+	case bytes.HasPrefix(b, []byte("OTOREC01")):
+		f.t.add("record")
+	case bytes.HasPrefix(b, []byte("OTOSEG01")):
+		f.t.add("mark")
+	}
+	return f.File.WriteAt(b, off)
+}
+
+func kind(name string) string {
+	if strings.HasSuffix(name, ".seg") {
+		return "segment"
+	}
+	return "file " + strings.TrimSuffix(filepath.Base(name), ".dcm")
+}
+
+func (r recFS) OpenFile(name string, flag int) (files.File, error) {
+	f, err := os.OpenFile(name, flag, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	return recFile{f, r.t}, nil
 }
-func (r recFS) Link(o, n string) error { r.t.add("link"); return r.OS.Link(o, n) }
 func (r recFS) SyncDir(n string) error {
 	r.t.add("fsync dir " + filepath.Base(n))
 	return r.OS.SyncDir(n)
 }
-func (r recFS) Remove(name string) error { return r.OS.Remove(name) }
 
 type recIndex struct {
 	Index
@@ -110,9 +135,11 @@ func openIndex(t testing.TB) *index.Index {
 	return x
 }
 
-// TestDurabilityOrder proves the order of one C-STORE: data fsynced, link
-// into place, directory fsynced, index, and only then does Store return
-// (where the SCP sends its response).
+// TestDurabilityOrder proves the order of one C-STORE: the record written
+// to a segment and fdatasynced, then the index, and only then does Store
+// return (where the SCP sends its response). In the background: the
+// instance file fsynced, its directory fsynced, and only then the
+// segment's mark moved past the record.
 func TestDurabilityOrder(t *testing.T) {
 	ctx := context.Background()
 	tr := &trace{}
@@ -120,20 +147,40 @@ func TestDurabilityOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer fs.Close()
 	g := &Ingest{Files: fs, Index: recIndex{openIndex(t), tr}}
 	for i, sop := range []string{"1.2.3.4.5.1", "1.2.3.4.5.2"} {
+		tr.mu.Lock()
 		tr.log = nil
+		tr.mu.Unlock()
 		if _, err := g.Store(ctx, bytes.NewReader(dataSet("1.2.3", "1.2.3.4", sop, i)), meta(sop)); err != nil {
 			t.Fatal(err)
 		}
 		tr.add("response")
-		want := "fsync data,link,fsync dir 1.2.3.4,"
-		if i == 0 { // new study and series directories: their parents too
-			want += "fsync dir " + filepath.Base(fs.Dir()) + ",fsync dir 1.2.3,"
+		if err := fs.Flush(ctx); err != nil {
+			t.Fatal(err)
 		}
-		want += "index,response"
-		if got := strings.Join(tr.log, ","); got != want {
-			t.Errorf("instance %d:\n got %s\nwant %s", i, got, want)
+		tr.mu.Lock()
+		log := slices.Clone(tr.log)
+		tr.mu.Unlock()
+		at := func(from int, s string) int {
+			if j := slices.Index(log[max(from, 0):], s); j >= 0 {
+				return from + j
+			}
+			return -1
+		}
+		rec := at(0, "record")
+		sync := at(rec, "fdatasync segment")
+		idx, rsp := at(sync, "index"), at(sync, "response")
+		file := at(sync, "fsync file "+sop)
+		dir := at(file, "fsync dir 1.2.3.4")
+		mark := at(dir, "mark")
+		markSync := at(mark, "fdatasync segment")
+		if rec != 0 || !(rec < sync && sync < idx && idx < rsp) || !(sync < file && file < dir && dir < mark && mark < markSync) {
+			t.Errorf("instance %d: %s", i, strings.Join(log, ","))
+		}
+		if at(0, "mark") < dir {
+			t.Errorf("instance %d: a mark before the file was durable: %s", i, strings.Join(log, ","))
 		}
 	}
 }

@@ -25,6 +25,9 @@ type ReindexReport struct {
 // from resending. Files that do not parse are counted and left alone.
 func (g *Ingest) Reindex(ctx context.Context, since time.Time) (ReindexReport, error) {
 	var rep ReindexReport
+	if err := g.Files.Flush(ctx); err != nil {
+		return rep, fmt.Errorf("store: reindex: %w", err)
+	}
 	err := g.Files.Walk(ctx, since, func(fi files.FileInfo) error {
 		rep.Checked++
 		ok, err := g.Index.HasInstance(ctx, fi.SOPInstanceUID, fi.Version)

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,7 +30,8 @@ func TestMain(m *testing.M) {
 }
 
 // straceChild stores two instances with the real file system and SQLite,
-// writing "RESPONSE n" to stdout where the SCP would answer.
+// writing "RESPONSE n" to stdout where the SCP would answer, then closes
+// the store, which writes the instance files.
 func straceChild(dir string) int {
 	ctx := context.Background()
 	fs, err := files.Open(ctx, filepath.Join(dir, "data"), files.Options{})
@@ -44,20 +46,27 @@ func straceChild(dir string) int {
 	}
 	defer x.Close()
 	g := &Ingest{Files: fs, Index: x}
-	for i, sop := range []string{"1.2.3.4.7.1", "1.2.3.4.7.2"} {
+	for i, sop := range straceSOPs {
 		if _, err := g.Store(ctx, bytes.NewReader(dataSet("1.2.3", "1.2.3.4", sop, i)), meta(sop)); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		os.Stdout.WriteString(fmt.Sprintf("RESPONSE %d\n", i))
 	}
+	if err := fs.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return 0
 }
 
-// TestDurabilityOrderStrace traces the real system calls: for each
-// instance, fsync of the staged data, link to its name, fsync of the
-// series directory, the SQLite commit's fsync of its WAL, and only then
-// the response.
+var straceSOPs = []string{"1.2.3.4.7.1", "1.2.3.4.7.2"}
+
+// TestDurabilityOrderStrace traces the real system calls. For each
+// instance: its record written to a segment, the segment fdatasynced, the
+// SQLite commit's fsync of its WAL, and only then the response. Later, in
+// the background: the instance file fsynced, its series directory
+// fsynced, and only then a segment mark that moves past the record.
 func TestDurabilityOrderStrace(t *testing.T) {
 	strace, err := exec.LookPath("strace")
 	if err != nil {
@@ -68,7 +77,8 @@ func TestDurabilityOrderStrace(t *testing.T) {
 	}
 	dir := t.TempDir()
 	log := filepath.Join(dir, "trace")
-	cmd := exec.Command(strace, "-f", "-y", "-o", log, "-e", "trace=fsync,fdatasync,linkat,write", os.Args[0], "-test.run=^$")
+	cmd := exec.Command(strace, "-f", "-y", "-xx", "-s", "48", "-o", log, "-e", "trace=fsync,fdatasync,pwrite64,write",
+		os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "OTONODE_STRACE_CHILD="+dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -77,36 +87,125 @@ func TestDurabilityOrderStrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Reduce the trace to the events that matter, in order.
-	var ev []string
-	re := regexp.MustCompile(`(fsync|fdatasync|linkat|write)\((\d+<([^>]*)>)?(.*)`)
-	for _, l := range strings.Split(string(b), "\n") {
-		m := re.FindStringSubmatch(l)
+	ev := straceEvents(string(b))
+	var names []string
+	for _, e := range ev {
+		names = append(names, e.name)
+	}
+	t.Log(strings.Join(names, ","))
+	if err := checkDurabilityOrder(ev, straceSOPs); err != nil {
+		t.Error(err)
+	}
+}
+
+// straceEvent is a system call that matters for durability.
+type straceEvent struct {
+	name string // record, mark, sync segment, sync file SOP, sync series dir, sync index, response
+	seg  string // the segment file of a record or mark
+	end  int64  // a record: where it ends; a mark: its value
+}
+
+var (
+	straceLine   = regexp.MustCompile(`(fsync|fdatasync|pwrite64|write)\((\d+<([^>]*)>)?(.*)`)
+	stracePwrite = regexp.MustCompile(`^, "((?:\\x[0-9a-f]{2})*)"(?:\.\.\.)?, \d+, (\d+)\)`)
+)
+
+// straceEvents reduces a trace (strace -y -xx -s 48) to the events that
+// matter, in order.
+func straceEvents(trace string) []straceEvent {
+	var ev []straceEvent
+	for _, l := range strings.Split(trace, "\n") {
+		m := straceLine.FindStringSubmatch(l)
 		if m == nil {
 			continue
 		}
-		call, path, rest := m[1], m[3], m[4]
+		call, path, rest := m[1], string(unescape(m[3])), m[4]
+		sync := call == "fsync" || call == "fdatasync"
 		switch {
-		case call == "linkat":
-			ev = append(ev, "link")
-		case (call == "fsync" || call == "fdatasync") && strings.HasSuffix(path, ".part"):
-			ev = append(ev, "fsync data")
-		case (call == "fsync" || call == "fdatasync") && strings.HasSuffix(path, "/1.2.3.4"):
-			ev = append(ev, "fsync series dir")
-		case (call == "fsync" || call == "fdatasync") && strings.HasSuffix(path, "index.db-wal"):
-			ev = append(ev, "fsync index")
-		case call == "write" && strings.Contains(rest, "RESPONSE"):
-			ev = append(ev, "response")
+		case call == "pwrite64" && strings.HasSuffix(path, ".seg"):
+			p := stracePwrite.FindStringSubmatch(rest)
+			if p == nil {
+				continue
+			}
+			b := unescape(p[1])
+			off, _ := strconv.ParseInt(p[2], 10, 64)
+			switch {
+			case len(b) >= 32 && string(b[:8]) == "OTOREC01":
+				size := int64(binary.LittleEndian.Uint64(b[24:]))
+				end := (off + 512 + size + 4095) / 4096 * 4096
+				ev = append(ev, straceEvent{name: "record", seg: path, end: end})
+			case len(b) >= 40 && string(b[:8]) == "OTOSEG01":
+				ev = append(ev, straceEvent{name: "mark", seg: path, end: int64(binary.LittleEndian.Uint64(b[32:]))})
+			}
+		case sync && strings.HasSuffix(path, ".seg"):
+			ev = append(ev, straceEvent{name: "sync segment", seg: path})
+		case sync && strings.HasSuffix(path, ".dcm"):
+			ev = append(ev, straceEvent{name: "sync file " + strings.TrimSuffix(filepath.Base(path), ".dcm")})
+		case sync && strings.HasSuffix(path, "/1.2.3.4"):
+			ev = append(ev, straceEvent{name: "sync series dir"})
+		case sync && strings.HasSuffix(path, "index.db-wal"):
+			ev = append(ev, straceEvent{name: "sync index"})
+		case call == "write" && strings.Contains(string(unescape(rest)), "RESPONSE"):
+			ev = append(ev, straceEvent{name: "response"})
 		}
 	}
-	got := strings.Join(ev, ",")
-	// Within one instance: data, link, directory, index, response. The
-	// first instance also creates the study and series directories.
-	want := regexp.MustCompile(`^(fsync index,)*` +
-		`fsync data,link,fsync series dir,(fsync index,)+response,` +
-		`fsync data,link,fsync series dir,(fsync index,)+response(,fsync index)*$`)
-	if !want.MatchString(got) {
-		t.Errorf("system call order:\n%s", got)
+	return ev
+}
+
+// unescape decodes the bytes that strace -xx writes as \xNN, skipping
+// everything else.
+func unescape(s string) []byte {
+	var b []byte
+	for {
+		i := strings.Index(s, `\x`)
+		if i < 0 || len(s) < i+4 {
+			return b
+		}
+		if v, err := strconv.ParseUint(s[i+2:i+4], 16, 8); err == nil {
+			b = append(b, byte(v))
+		}
+		s = s[i+4:]
 	}
-	t.Log(got)
+}
+
+// checkDurabilityOrder checks the events of straceEvents for the
+// instances sops, stored one after the other.
+func checkDurabilityOrder(ev []straceEvent, sops []string) error {
+	find := func(from int, name string) int {
+		for i := max(from, 0); i < len(ev); i++ {
+			if ev[i].name == name {
+				return i
+			}
+		}
+		return -1
+	}
+	rsp := -1
+	for k, sop := range sops {
+		rec := find(rsp+1, "record")
+		sync := find(rec, "sync segment")
+		idx := find(sync, "sync index")
+		next := find(rsp+1, "response")
+		if rec < 0 || !(rec < sync && sync < idx && idx < next) {
+			return fmt.Errorf("instance %d: record %d, segment sync %d, index sync %d, response %d", k, rec, sync, idx, next)
+		}
+		rsp = next
+		// In the background: file, directory, then the mark past the
+		// record, durable.
+		f := find(rec, "sync file "+sop)
+		d := find(f, "sync series dir")
+		if f < 0 || d < 0 {
+			return fmt.Errorf("%s: file sync %d, directory sync %d", sop, f, d)
+		}
+		released := -1
+		for i := rec; i < len(ev); i++ {
+			if ev[i].name == "mark" && ev[i].seg == ev[rec].seg && ev[i].end >= ev[rec].end {
+				released = i
+				break
+			}
+		}
+		if released < 0 || released < d || find(released, "sync segment") < 0 {
+			return fmt.Errorf("%s: file sync %d, directory sync %d, mark past the record %d", sop, f, d, released)
+		}
+	}
+	return nil
 }

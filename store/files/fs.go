@@ -14,6 +14,9 @@ import (
 type FS interface {
 	// CreateTemp creates a new file for writing, as os.CreateTemp.
 	CreateTemp(dir, pattern string) (File, error)
+	// OpenFile opens or creates a file as os.OpenFile with mode 0o644
+	// (segment files and materialised instance files).
+	OpenFile(name string, flag int) (File, error)
 	// Open opens a file for reading.
 	Open(name string) (File, error)
 	// Mkdir creates one directory; it returns an error matching
@@ -33,11 +36,15 @@ type FS interface {
 	Space(name string) (free, total uint64, err error)
 }
 
-// File is an open file of an FS.
+// File is an open file of an FS. A File that also has a Datasync method
+// (fdatasync) has it called where only the data must be durable; an
+// *os.File gets fdatasync(2) on Linux.
 type File interface {
 	io.Writer
 	io.Reader
 	io.ReaderAt
+	io.WriterAt
+	Truncate(size int64) error
 	Sync() error
 	Close() error
 	Name() string
@@ -48,6 +55,7 @@ type OS struct{}
 
 func (OS) CreateTemp(dir, pattern string) (File, error) { return os.CreateTemp(dir, pattern) }
 func (OS) Open(name string) (File, error)               { return os.Open(name) }
+func (OS) OpenFile(name string, flag int) (File, error) { return os.OpenFile(name, flag, 0o644) }
 func (OS) Mkdir(name string) error                      { return os.Mkdir(name, 0o755) }
 func (OS) Link(oldname, newname string) error           { return os.Link(oldname, newname) }
 func (OS) Remove(name string) error                     { return os.Remove(name) }

@@ -6,7 +6,14 @@
 //
 //	STUDY_UID/SERIES_UID/SOP_UID.dcm      first version of an instance
 //	STUDY_UID/SERIES_UID/SOP_UID.v2.dcm   a re-sent instance with other bytes
+//	seg/NNNNNNNN.seg                      segments: instances durable, files not yet
 //	tmp/*.part                            staging files, removed at Open
+//
+// A durable Put writes the instance into a segment with one fdatasync and
+// returns; its file is written and made durable in the background (see
+// journal). Open and Remove of such a pending location wait for the file;
+// Walk sees files only. With NoSync, Put stages and links the file
+// directly (Stage, Commit).
 //
 // UIDs are validated before they become path elements (CleanUID), so no
 // name can leave the data directory.
@@ -55,6 +62,8 @@ type Options struct {
 	// MaxBytes is a quota on the bytes of instance files under the data
 	// directory (0: none). Open sums the existing files once.
 	MaxBytes int64
+	// SegmentSize is the size of a segment file (0: DefaultSegmentSize).
+	SegmentSize int64
 }
 
 // Local stores instances as files under one data directory that it owns:
@@ -64,13 +73,16 @@ type Local struct {
 	fs   FS
 	opt  Options
 	used atomic.Int64 // bytes of instance files, kept only with a quota
+	j    *journal     // the durable Put; nil with NoSync
 }
 
 const tmpDir = "tmp"
 
-// Open prepares the data directory dir, creating it if needed, and removes
+// Open prepares the data directory dir, creating it if needed, removes
 // staging files a previous run left behind, so nothing half-written
-// survives a crash.
+// survives a crash, and writes the instances that a previous run left in
+// segments to their files. One Local owns a directory: another process
+// (or a second Open) must not use it at the same time.
 func Open(ctx context.Context, dir string, opt Options) (*Local, error) {
 	if opt.FS == nil {
 		opt.FS = OS{}
@@ -88,6 +100,11 @@ func Open(ctx context.Context, dir string, opt Options) (*Local, error) {
 	for _, e := range ents {
 		if err := l.fs.Remove(filepath.Join(l.root, tmpDir, e.Name())); err != nil {
 			return nil, fmt.Errorf("files: remove stale staging file: %w", err)
+		}
+	}
+	if !opt.NoSync {
+		if l.j, err = openJournal(ctx, l); err != nil {
+			return nil, err
 		}
 	}
 	if opt.MaxBytes > 0 {
@@ -115,7 +132,7 @@ func (l *Local) usage(ctx context.Context) (int64, error) {
 			}
 			p := filepath.Join(dir, e.Name())
 			switch {
-			case depth == 0 && e.Name() == tmpDir:
+			case depth == 0 && (e.Name() == tmpDir || e.Name() == segDir):
 			case e.IsDir() && depth < 2:
 				if err := walk(p, depth+1); err != nil {
 					return err
@@ -340,7 +357,7 @@ func (l *Local) Commit(ctx context.Context, s *Staged, studyUID, seriesUID strin
 		if !errors.Is(err, fs.ErrExist) {
 			return Stored{}, storageErr("link instance file", err)
 		}
-		same, err := l.sameDataSet(loc, s)
+		same, err := l.sameDataSet(loc, s.size-s.dataOffset, s.sum)
 		if err != nil {
 			return Stored{}, err
 		}
@@ -373,8 +390,9 @@ func FileName(sopInstanceUID string, v int) string {
 	return sopInstanceUID + ".v" + strconv.Itoa(v) + ".dcm"
 }
 
-// sameDataSet compares the data set of the stored file at loc with s.
-func (l *Local) sameDataSet(loc string, s *Staged) (bool, error) {
+// sameDataSet compares the data set of the stored file at loc with one of
+// n bytes whose SHA-256 is sum.
+func (l *Local) sameDataSet(loc string, n int64, sum [sha256.Size]byte) (bool, error) {
 	f, err := l.fs.Open(l.path(loc))
 	if err != nil {
 		return false, fmt.Errorf("files: compare with %s: %w", loc, err)
@@ -389,14 +407,14 @@ func (l *Local) sameDataSet(loc string, s *Staged) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("files: compare with %s: %w", loc, err)
 	}
-	if fi.Size()-off != s.size-s.dataOffset {
+	if fi.Size()-off != n {
 		return false, nil
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, off, fi.Size()-off)); err != nil {
 		return false, fmt.Errorf("files: compare with %s: %w", loc, err)
 	}
-	return bytes.Equal(h.Sum(nil), s.sum[:]), nil
+	return bytes.Equal(h.Sum(nil), sum[:]), nil
 }
 
 // path maps a location to a file name, refusing anything that is not a
@@ -416,6 +434,17 @@ func (l *Local) checkLocation(loc string) error {
 	return nil
 }
 
+// checkFileLocation is checkLocation with a file name that FileName makes.
+func (l *Local) checkFileLocation(loc string) error {
+	if err := l.checkLocation(loc); err != nil {
+		return err
+	}
+	if _, _, ok := ParseFileName(path.Base(loc)); !ok {
+		return fmt.Errorf("files: location %q: not an instance file name", loc)
+	}
+	return nil
+}
+
 // Reader reads a stored instance file.
 type Reader interface {
 	io.Reader
@@ -428,9 +457,21 @@ type Reader interface {
 // belongs to, or returns an error that refuses it.
 type Locator func(r io.ReaderAt, offset, size int64) (studyUID, seriesUID string, err error)
 
-// Put is Stage, locate, Commit: the whole durable write of one instance.
-// Whatever fails, no staging file remains.
+// Put is the whole durable write of one instance: written to a segment
+// and fdatasynced (NoSync: Stage, locate, Commit). When it returns, the
+// instance survives a crash. Whatever fails, nothing half-written
+// remains.
 func (l *Local) Put(ctx context.Context, r io.Reader, m Meta, locate Locator) (Stored, error) {
+	if l.j != nil {
+		m, err := m.Clean()
+		if err != nil {
+			return Stored{}, err
+		}
+		if err := l.Admit(ctx); err != nil {
+			return Stored{}, err
+		}
+		return l.j.put(ctx, r, m, locate)
+	}
 	s, err := l.Stage(ctx, r, m)
 	if err != nil {
 		return Stored{}, err
@@ -448,6 +489,9 @@ func (l *Local) Open(ctx context.Context, loc string) (Reader, error) {
 	if err := l.checkLocation(loc); err != nil {
 		return nil, err
 	}
+	if err := l.wait(ctx, loc); err != nil {
+		return nil, err
+	}
 	f, err := l.fs.Open(l.path(loc))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, loc)
@@ -459,6 +503,9 @@ func (l *Local) Open(ctx context.Context, loc string) (Reader, error) {
 // directory, so a deleted instance does not come back after a crash.
 func (l *Local) Remove(ctx context.Context, loc string) error {
 	if err := l.checkLocation(loc); err != nil {
+		return err
+	}
+	if err := l.wait(ctx, loc); err != nil {
 		return err
 	}
 	p := l.path(loc)
@@ -479,6 +526,34 @@ func (l *Local) Remove(ctx context.Context, loc string) error {
 		return nil
 	}
 	return l.fs.SyncDir(filepath.Dir(p))
+}
+
+// wait returns when loc is not pending in a segment.
+func (l *Local) wait(ctx context.Context, loc string) error {
+	if l.j == nil {
+		return nil
+	}
+	return l.j.wait(ctx, loc)
+}
+
+// Flush waits until every instance Put has returned so far is a durable
+// file of its own, for readers that go to the files directly (a worker
+// beside the node reading the data directory).
+func (l *Local) Flush(ctx context.Context) error {
+	if l.j == nil {
+		return nil
+	}
+	return l.j.flush(ctx)
+}
+
+// Close waits for the instances in segments to be written to their files
+// and releases the segments; Put fails after it. What could not be written
+// is written by the next Open.
+func (l *Local) Close() error {
+	if l.j == nil {
+		return nil
+	}
+	return l.j.close()
 }
 
 // ParseFileName is the inverse of FileName.
@@ -511,8 +586,9 @@ type FileInfo struct {
 }
 
 // Walk calls fn for every instance file modified at or after since (zero:
-// all), in no particular order. It is for scrubbing after a crash, not for
-// serving.
+// all), in no particular order; instances still pending in a segment are
+// not files yet (Open writes them all before a Walk can start). It is for
+// scrubbing after a crash, not for serving.
 func (l *Local) Walk(ctx context.Context, since time.Time, fn func(FileInfo) error) error {
 	studies, err := l.fs.ReadDir(l.root)
 	if err != nil {

@@ -467,3 +467,34 @@ func BenchmarkStore512KiBParallel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPut512KiB is the whole Put of a 512 KiB instance: durable
+// (segment write and fdatasync; the files follow in the background) and
+// NoSync.
+func BenchmarkPut512KiB(b *testing.B) {
+	payload := make([]byte, 512<<10)
+	rand.Read(payload)
+	locate := func(io.ReaderAt, int64, int64) (string, string, error) { return study, series, nil }
+	for _, mode := range []struct {
+		name   string
+		noSync bool
+	}{{"durable", false}, {"nosync", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			ctx := context.Background()
+			l, err := Open(ctx, b.TempDir(), Options{NoSync: mode.noSync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			b.SetBytes(int64(len(payload)))
+			i := 0
+			for b.Loop() {
+				i++
+				sop := fmt.Sprintf("1.2.3.97.%d", i)
+				if _, err := l.Put(ctx, io.MultiReader(bytes.NewReader(dataSet(sop, "A")), bytes.NewReader(payload)), meta(sop), locate); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,655 @@
+package files
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrClosed is returned by Put after Close.
+var ErrClosed = errors.New("files: store closed")
+
+// journal is the durable path of Local: Put writes an instance into a
+// segment and fdatasyncs it (the instance is then durable and the caller
+// may acknowledge it); a background materialiser writes it to its own
+// file, makes a batch of such files and their directories durable, and
+// only then moves the segment's mark past it. Until then the instance is
+// pending: Open and Remove of its location wait for the file. Open of the
+// store replays what lies past each segment's mark.
+type journal struct {
+	l    *Local
+	dir  string
+	size int64
+
+	bufs sync.Pool // *bufio.Writer
+
+	mu       sync.Mutex
+	cond     sync.Cond         // on mu: a segment became free, or close
+	pending  map[string]*entry // location → instance not yet a durable file
+	all      []*segment
+	free     []*segment // idle segments, the most recently used last
+	creating int        // segments being made
+	next     int        // number of the next segment file
+	running  bool       // a materialiser goroutine is at work
+	closed   bool
+	err      error         // the materialiser's last failure, nil after a success
+	idle     chan struct{} // closed when the materialiser stops
+}
+
+// segment is one segment file. A writer that takes it from journal.free
+// owns it (and end) until it gives it back.
+type segment struct {
+	f     File
+	epoch epoch
+	hdr   segHeader // as last written; only the materialiser changes it
+	// Under journal.mu:
+	end      int64    // where the next record goes
+	queued   []*entry // committed, past the mark, not yet with the materialiser
+	inflight int      // entries the materialiser is working on
+	sealed   bool     // full (or failed): no writer takes it until it starts over
+	held     bool     // a writer has it
+}
+
+// entry is one instance committed to a segment (or being committed).
+type entry struct {
+	rec      record
+	seg      *segment
+	off, end int64
+	synced   chan struct{} // closed once the record is durable, or failed
+	ok       bool          // set before synced is closed
+	done     chan struct{} // closed once the instance is a durable file
+}
+
+// segmentsReady is how many segments Open prepares, so that a writer
+// never waits for one to be made while the last is being materialised.
+// maxSegments bounds them: when all are full and the materialiser lags,
+// writers wait for it.
+const (
+	segmentsReady = 2
+	maxSegments   = 8
+)
+
+// DefaultSegmentSize is the size of a segment file.
+const DefaultSegmentSize = 16 << 20
+
+// openJournal prepares the segments under root/seg, replaying the records
+// a previous process left past a segment's mark.
+func openJournal(ctx context.Context, l *Local) (*journal, error) {
+	j := &journal{l: l, dir: filepath.Join(l.root, segDir), size: l.opt.SegmentSize, pending: map[string]*entry{}}
+	j.cond.L = &j.mu
+	if j.size <= 0 {
+		j.size = DefaultSegmentSize
+	}
+	j.bufs.New = func() any { return bufio.NewWriterSize(nil, copyBufSize) }
+	if err := l.fs.Mkdir(j.dir); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("files: open %s: %w", j.dir, err)
+	}
+	ents, err := l.fs.ReadDir(j.dir)
+	if err != nil {
+		return nil, fmt.Errorf("files: open %s: %w", j.dir, err)
+	}
+	for _, e := range ents {
+		num, ok := strings.CutSuffix(e.Name(), ".seg")
+		n, err := strconv.Atoi(num)
+		if !ok || err != nil || e.IsDir() {
+			continue
+		}
+		j.next = max(j.next, n+1)
+		if err := j.recover(ctx, filepath.Join(j.dir, e.Name())); err != nil {
+			return nil, err
+		}
+	}
+	for len(j.all) < segmentsReady {
+		s, err := j.create()
+		if err != nil {
+			return nil, err
+		}
+		j.all = append(j.all, s)
+		j.free = append(j.free, s)
+	}
+	return j, nil
+}
+
+// recover replays the records of one segment file past its mark into
+// files and starts the segment over. A segment without a valid header was
+// never written to; it is removed.
+func (j *journal) recover(ctx context.Context, name string) error {
+	f, err := j.l.fs.OpenFile(name, os.O_RDWR)
+	if err != nil {
+		return fmt.Errorf("files: open segment: %w", err)
+	}
+	h, ok := readSegHeader(f)
+	if !ok {
+		f.Close()
+		if err := j.l.fs.Remove(name); err != nil {
+			return fmt.Errorf("files: remove unfinished segment: %w", err)
+		}
+		return nil
+	}
+	s := &segment{f: f, epoch: h.epoch, hdr: h}
+	ents, err := scanSegment(f, h, j.l.checkFileLocation)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("files: read segment %s: %w", name, err)
+	}
+	for _, e := range ents {
+		e.seg = s
+	}
+	if len(ents) > 0 {
+		if err := j.materialise(ctx, ents); err != nil {
+			f.Close()
+			return fmt.Errorf("files: replay segment %s: %w", name, err)
+		}
+	}
+	if err := j.restart(s); err != nil {
+		f.Close()
+		return err
+	}
+	j.all = append(j.all, s)
+	j.free = append(j.free, s)
+	return nil
+}
+
+// create makes a new segment: zeros over its whole size (so that later
+// writes allocate nothing), a header, durable with its directory entry.
+func (j *journal) create() (*segment, error) {
+	j.mu.Lock()
+	name := filepath.Join(j.dir, fmt.Sprintf("%08d.seg", j.next))
+	j.next++
+	j.mu.Unlock()
+	f, err := j.l.fs.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return nil, storageErr("create segment", err)
+	}
+	s := &segment{f: f}
+	fail := func(what string, err error) (*segment, error) {
+		return nil, errors.Join(storageErr(what, err), f.Close(), j.l.fs.Remove(name))
+	}
+	zeros := make([]byte, 1<<20)
+	for off := int64(0); off < j.size; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), j.size-off)], off); err != nil {
+			return fail("fill segment", err)
+		}
+	}
+	if s.epoch, err = newEpoch(); err != nil {
+		return fail("segment epoch", err)
+	}
+	s.hdr = segHeader{seq: 1, epoch: s.epoch, mark: segDataStart}
+	if _, err := f.WriteAt(s.hdr.encode(), slotSize); err != nil {
+		return fail("write segment header", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail("fsync segment", err)
+	}
+	if err := j.l.fs.SyncDir(j.dir); err != nil {
+		return fail("fsync segment directory", err)
+	}
+	s.end = segDataStart
+	return s, nil
+}
+
+// restart starts a segment whose records are all materialised over under
+// a new epoch, cutting it back to its size if an instance larger than the
+// rest of it made it grow.
+func (j *journal) restart(s *segment) error {
+	if fi, err := j.l.fs.Stat(s.f.Name()); err == nil && fi.Size() > j.size {
+		if err := s.f.Truncate(j.size); err != nil {
+			return storageErr("truncate segment", err)
+		}
+		if err := s.f.Sync(); err != nil {
+			return storageErr("fsync segment", err)
+		}
+	}
+	e, err := newEpoch()
+	if err != nil {
+		return err
+	}
+	h := segHeader{seq: s.hdr.seq + 1, epoch: e, mark: segDataStart}
+	if err := writeSegHeader(s.f, h); err != nil {
+		return storageErr("write segment header", err)
+	}
+	s.hdr, s.epoch = h, e
+	j.mu.Lock()
+	s.end, s.sealed = segDataStart, false
+	j.mu.Unlock()
+	return nil
+}
+
+// take gives the caller a segment to write one record into: an idle one,
+// a new one, or, when there are maxSegments, the next that is given back
+// or starts over. While the materialiser is failing it does not wait.
+func (j *journal) take() (*segment, error) {
+	j.mu.Lock()
+	for {
+		if j.closed {
+			j.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if n := len(j.free); n > 0 {
+			s := j.free[n-1]
+			j.free = j.free[:n-1]
+			s.held = true
+			j.mu.Unlock()
+			return s, nil
+		}
+		if len(j.all)+j.creating < maxSegments {
+			break
+		}
+		if j.err != nil {
+			err := j.err
+			j.mu.Unlock()
+			return nil, fmt.Errorf("files: all segments wait for their files: %w", err)
+		}
+		j.cond.Wait()
+	}
+	j.creating++
+	j.mu.Unlock()
+	s, err := j.create()
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.creating--
+	if err != nil {
+		j.cond.Broadcast()
+		return nil, err
+	}
+	s.held = true
+	j.all = append(j.all, s)
+	return s, nil
+}
+
+// give returns a segment after a write: to the idle ones, or, when full,
+// to the materialiser, which starts it over once it is drained.
+func (j *journal) give(s *segment) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	s.held = false
+	if s.end >= j.size {
+		s.sealed = true
+	}
+	if s.sealed {
+		j.wakeLocked()
+		return
+	}
+	j.free = append(j.free, s)
+	j.cond.Broadcast()
+}
+
+// put is Local.Put on the durable path.
+func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) (Stored, error) {
+	s, err := j.take()
+	if err != nil {
+		return Stored{}, err
+	}
+	defer j.give(s)
+	off := s.end
+	meta := AppendMetaHeader(nil, m)
+	rec := record{dataOffset: int64(len(meta))}
+	c := crc32.New(castagnoli)
+	c.Write(meta)
+	h := sha256.New()
+	w := j.bufs.Get().(*bufio.Writer)
+	w.Reset(io.NewOffsetWriter(s.f, off+recHeaderSize))
+	_, err = w.Write(meta)
+	var n int64
+	if err == nil {
+		n, err = io.Copy(io.MultiWriter(w, h, c), r)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	w.Reset(nil)
+	j.bufs.Put(w)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return Stored{}, storageErr("write data set to segment", err)
+	}
+	rec.size, rec.crc = rec.dataOffset+n, c.Sum32()
+	h.Sum(rec.sum[:0])
+	if q := j.l.opt.MaxBytes; q > 0 && j.l.used.Load()+rec.size > q {
+		return Stored{}, fmt.Errorf("%w: %d bytes would pass the quota of %d", ErrInsufficientStorage, rec.size, q)
+	}
+	study, series, err := locate(io.NewSectionReader(s.f, off+recHeaderSize, rec.size), rec.dataOffset, rec.size)
+	if err != nil {
+		return Stored{}, err
+	}
+	if study, err = CleanUID(study); err != nil {
+		return Stored{}, fmt.Errorf("study: %w", err)
+	}
+	if series, err = CleanUID(series); err != nil {
+		return Stored{}, fmt.Errorf("series: %w", err)
+	}
+	st, e, err := j.reserve(ctx, path.Join(study, series), m.SOPInstanceUID, rec)
+	if err != nil || e == nil {
+		return st, err
+	}
+	e.seg, e.off, e.end = s, off, recordEnd(off, rec.size)
+	b, err := e.rec.encode(s.epoch)
+	if err == nil {
+		_, err = s.f.WriteAt(b, off)
+	}
+	if err == nil {
+		err = datasync(s.f)
+	}
+	if err != nil {
+		// Best effort: a header that reached the disk must not make the
+		// next Open store an instance the sender was told failed.
+		s.f.WriteAt(make([]byte, recHeaderSize), off)
+	}
+	j.commit(e, err)
+	if err != nil {
+		return Stored{}, storageErr("fdatasync segment", err)
+	}
+	if j.l.opt.MaxBytes > 0 {
+		j.l.used.Add(st.Size)
+	}
+	return st, nil
+}
+
+// reserve finds the version of an instance: an identical data set stored
+// before makes it a Duplicate (e nil); otherwise the first free version's
+// location is reserved for rec in pending (e is its entry, to commit).
+func (j *journal) reserve(ctx context.Context, dir, sop string, rec record) (st Stored, e *entry, err error) {
+	st = Stored{Size: rec.size, DataSetSHA256: rec.sum}
+	for v := 1; ; v++ {
+		if err := ctx.Err(); err != nil {
+			return Stored{}, nil, err
+		}
+		loc := path.Join(dir, FileName(sop, v))
+		st.Location, st.Version = loc, v
+		j.mu.Lock()
+		if p, ok := j.pending[loc]; ok {
+			j.mu.Unlock()
+			if !p.rec.sameDataSet(rec) {
+				continue
+			}
+			// Acknowledged only once the first copy is durable.
+			select {
+			case <-p.synced:
+			case <-ctx.Done():
+				return Stored{}, nil, ctx.Err()
+			}
+			if !p.ok {
+				return Stored{}, nil, fmt.Errorf("files: %s: the same instance failed in a parallel store", loc)
+			}
+			st.Outcome = Duplicate
+			return st, nil, nil
+		}
+		_, err := j.l.fs.Stat(j.l.path(loc))
+		if errors.Is(err, fs.ErrNotExist) {
+			rec.loc = loc
+			e := &entry{rec: rec, synced: make(chan struct{}), done: make(chan struct{})}
+			j.pending[loc] = e
+			j.mu.Unlock()
+			st.Outcome = Created
+			if v > 1 {
+				st.Outcome = NewVersion
+			}
+			return st, e, nil
+		}
+		j.mu.Unlock()
+		if err != nil {
+			return Stored{}, nil, storageErr("stat instance file", err)
+		}
+		// A file outside pending is durable (Open replayed what was not).
+		same, err := j.l.sameDataSet(loc, rec.size-rec.dataOffset, rec.sum)
+		if err != nil {
+			return Stored{}, nil, err
+		}
+		if same {
+			st.Outcome = Duplicate
+			return st, nil, nil
+		}
+	}
+}
+
+// commit ends a put: the record is durable (err nil) and queued for the
+// materialiser, or it failed and its reservation goes. A failed write
+// leaves the segment in doubt, so it takes nothing more until it starts
+// over.
+func (j *journal) commit(e *entry, err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	s := e.seg
+	if err != nil {
+		s.sealed = true
+		delete(j.pending, e.rec.loc)
+		close(e.synced)
+		close(e.done)
+		return
+	}
+	e.ok = true
+	s.end = e.end
+	s.queued = append(s.queued, e)
+	close(e.synced)
+	j.wakeLocked()
+}
+
+func (j *journal) wakeLocked() {
+	if j.running {
+		return
+	}
+	j.running = true
+	j.idle = make(chan struct{})
+	go j.run()
+}
+
+// retryDelay is how long the materialiser waits after a failure.
+const retryDelay = time.Second
+
+// run materialises queued records in batches and starts drained full
+// segments over, until there is nothing left to do.
+func (j *journal) run() {
+	for {
+		j.mu.Lock()
+		var batch []*entry
+		var drained []*segment
+		for _, s := range j.all {
+			switch {
+			case len(s.queued) > 0:
+				batch = append(batch, s.queued...)
+				s.inflight += len(s.queued)
+				s.queued = nil
+			case s.sealed && !s.held && s.inflight == 0:
+				drained = append(drained, s)
+			}
+		}
+		if len(batch) == 0 && len(drained) == 0 {
+			j.running = false
+			close(j.idle)
+			j.mu.Unlock()
+			return
+		}
+		j.mu.Unlock()
+		err := j.materialise(context.Background(), batch)
+		for _, s := range drained {
+			if err == nil {
+				err = j.restart(s)
+				if err == nil {
+					j.mu.Lock()
+					j.free = append(j.free, s)
+					j.cond.Broadcast()
+					j.mu.Unlock()
+				}
+			}
+		}
+		j.mu.Lock()
+		j.err = err
+		j.cond.Broadcast() // writers waiting for a segment see the error
+		for _, e := range batch {
+			e.seg.inflight--
+		}
+		if err != nil {
+			// Back to the front of their queues, in order, for another try.
+			for i := len(batch) - 1; i >= 0; i-- {
+				e := batch[i]
+				if e.seg.hdr.mark < e.end {
+					e.seg.queued = append([]*entry{e}, e.seg.queued...)
+				}
+			}
+		}
+		for _, e := range batch {
+			if e.seg.hdr.mark >= e.end && j.pending[e.rec.loc] == e {
+				delete(j.pending, e.rec.loc)
+				close(e.done)
+			}
+		}
+		stop := err != nil && j.closed
+		if stop {
+			j.running = false
+			close(j.idle)
+		}
+		j.mu.Unlock()
+		if stop {
+			return
+		}
+		if err != nil {
+			time.Sleep(retryDelay)
+		}
+	}
+}
+
+// materialise writes the records of ents (in segment order) to their
+// files, makes the files and their directories durable, and then moves
+// each segment's mark past its records.
+func (j *journal) materialise(ctx context.Context, ents []*entry) error {
+	l := j.l
+	var files []File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	dirs := map[string]bool{}
+	buf := make([]byte, copyBufSize)
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		study, _, _ := strings.Cut(e.rec.loc, "/")
+		for _, d := range []string{study, path.Dir(e.rec.loc)} {
+			p := l.path(d)
+			err := l.fs.Mkdir(p)
+			switch {
+			case err == nil:
+				dirs[filepath.Dir(p)] = true
+			case !errors.Is(err, fs.ErrExist):
+				return storageErr("create series directory", err)
+			}
+		}
+		dirs[l.path(path.Dir(e.rec.loc))] = true
+		f, err := l.fs.OpenFile(l.path(e.rec.loc), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err != nil {
+			return storageErr("create instance file", err)
+		}
+		files = append(files, f)
+		src := io.NewSectionReader(e.seg.f, e.off+recHeaderSize, e.rec.size)
+		if n, err := io.CopyBuffer(struct{ io.Writer }{f}, src, buf); err != nil || n != e.rec.size {
+			return storageErr("write instance file", errors.Join(err, fmt.Errorf("%d of %d bytes", n, e.rec.size)))
+		}
+		startWriteback(f)
+	}
+	for _, f := range files {
+		if err := f.Sync(); err != nil {
+			return storageErr("fsync instance file", err)
+		}
+	}
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
+		if err := l.fs.SyncDir(d); err != nil {
+			return storageErr("fsync directory", err)
+		}
+	}
+	// Each segment's mark goes to the end of its last record here.
+	marks := map[*segment]int64{}
+	var order []*segment
+	for _, e := range ents {
+		if _, ok := marks[e.seg]; !ok {
+			order = append(order, e.seg)
+		}
+		marks[e.seg] = max(marks[e.seg], e.end)
+	}
+	for _, s := range order {
+		h := s.hdr
+		h.seq++
+		h.mark = marks[s]
+		if err := writeSegHeader(s.f, h); err != nil {
+			return storageErr("write segment mark", err)
+		}
+		j.mu.Lock()
+		s.hdr = h
+		j.mu.Unlock()
+	}
+	return nil
+}
+
+// wait returns once the instance at loc is not pending, a durable file.
+func (j *journal) wait(ctx context.Context, loc string) error {
+	j.mu.Lock()
+	e := j.pending[loc]
+	j.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	select {
+	case <-e.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// flush waits until every instance committed so far is a durable file.
+func (j *journal) flush(ctx context.Context) error {
+	j.mu.Lock()
+	var wait []*entry
+	for _, e := range j.pending {
+		wait = append(wait, e)
+	}
+	j.mu.Unlock()
+	for _, e := range wait {
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// close refuses further puts, waits for the materialiser and closes the
+// segment files. What it could not materialise stays in the segments for
+// the next Open.
+func (j *journal) close() error {
+	j.mu.Lock()
+	j.closed = true
+	j.cond.Broadcast()
+	idle := j.idle
+	running := j.running
+	j.mu.Unlock()
+	if running {
+		<-idle
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	err := j.err
+	for _, s := range j.all {
+		err = errors.Join(err, s.f.Close())
+	}
+	j.all, j.free = nil, nil
+	return err
+}

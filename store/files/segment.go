@@ -1,0 +1,195 @@
+package files
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// A segment is a file in seg/ whose space is written once (zeros) when it
+// is made, so that storing an instance into it is one write inside the
+// file's size and one fdatasync: no new inode, no directory entry, no
+// block allocation, hence no journal commit to wait for before the
+// C-STORE-RSP. The layout:
+//
+//	0, 512       two header slots: magic, sequence number, epoch, mark,
+//	             CRC-32C. The valid slot with the higher sequence number is
+//	             the header, so a torn header write loses nothing.
+//	segDataStart records, each at a 4 KiB boundary: a recHeaderSize header
+//	             (magic, epoch, payload size and CRC-32C, data set offset
+//	             and SHA-256, location, CRC-32C) and the payload, which is
+//	             the instance's Part 10 file.
+//
+// Records before the mark are already durable as files. The epoch is
+// random and new each time a segment starts over, so neither a record of
+// an earlier round nor bytes a sender put into its pixel data can pass for
+// a record of this one.
+const (
+	segDir        = "seg"
+	slotSize      = 512
+	segDataStart  = 4096
+	recHeaderSize = 512
+	recAlign      = 4096
+	segMagic      = "OTOSEG01"
+	recMagic      = "OTOREC01"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+type epoch [16]byte
+
+func newEpoch() (epoch, error) {
+	var e epoch
+	_, err := rand.Read(e[:])
+	return e, err
+}
+
+// segHeader is the content of a header slot.
+type segHeader struct {
+	seq   uint64
+	epoch epoch
+	mark  int64
+}
+
+func (h segHeader) encode() []byte {
+	b := make([]byte, 0, slotSize)
+	b = append(b, segMagic...)
+	b = binary.LittleEndian.AppendUint64(b, h.seq)
+	b = append(b, h.epoch[:]...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(h.mark))
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return b[:slotSize]
+}
+
+func decodeSegHeader(b []byte) (segHeader, bool) {
+	const n = 8 + 8 + 16 + 8
+	if len(b) < n+4 || string(b[:8]) != segMagic || crc32.Checksum(b[:n], castagnoli) != binary.LittleEndian.Uint32(b[n:]) {
+		return segHeader{}, false
+	}
+	var h segHeader
+	h.seq = binary.LittleEndian.Uint64(b[8:])
+	copy(h.epoch[:], b[16:32])
+	h.mark = int64(binary.LittleEndian.Uint64(b[32:]))
+	return h, h.mark >= segDataStart
+}
+
+// readSegHeader returns the valid header slot with the higher sequence
+// number; false if neither is valid (a segment whose making was cut off).
+func readSegHeader(f File) (segHeader, bool) {
+	b := make([]byte, 2*slotSize)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return segHeader{}, false
+	}
+	h0, ok0 := decodeSegHeader(b[:slotSize])
+	h1, ok1 := decodeSegHeader(b[slotSize:])
+	switch {
+	case ok0 && (!ok1 || h0.seq > h1.seq):
+		return h0, true
+	case ok1:
+		return h1, true
+	}
+	return segHeader{}, false
+}
+
+// writeSegHeader writes h into the slot the current header is not in and
+// makes it durable.
+func writeSegHeader(f File, h segHeader) error {
+	if _, err := f.WriteAt(h.encode(), int64(h.seq%2)*slotSize); err != nil {
+		return err
+	}
+	return datasync(f)
+}
+
+// record is the header of one stored instance in a segment.
+type record struct {
+	loc        string
+	size       int64 // of the payload, the Part 10 file
+	crc        uint32
+	dataOffset int64
+	sum        [sha256.Size]byte
+}
+
+// sameDataSet reports whether two records hold the same data set bytes.
+func (r record) sameDataSet(o record) bool {
+	return r.size-r.dataOffset == o.size-o.dataOffset && r.sum == o.sum
+}
+
+const recFixed = 8 + 16 + 8 + 4 + 4 + sha256.Size + 2
+
+func (r record) encode(e epoch) ([]byte, error) {
+	if recFixed+len(r.loc)+4 > recHeaderSize {
+		return nil, fmt.Errorf("files: location %q too long for a segment record", r.loc)
+	}
+	b := make([]byte, 0, recHeaderSize)
+	b = append(b, recMagic...)
+	b = append(b, e[:]...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(r.size))
+	b = binary.LittleEndian.AppendUint32(b, r.crc)
+	b = binary.LittleEndian.AppendUint32(b, uint32(r.dataOffset))
+	b = append(b, r.sum[:]...)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(r.loc)))
+	b = append(b, r.loc...)
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return b[:recHeaderSize], nil
+}
+
+func decodeRecord(b []byte, e epoch) (record, bool) {
+	if len(b) < recHeaderSize || string(b[:8]) != recMagic || !bytes.Equal(b[8:24], e[:]) {
+		return record{}, false
+	}
+	n := int(binary.LittleEndian.Uint16(b[recFixed-2:]))
+	if recFixed+n+4 > recHeaderSize || crc32.Checksum(b[:recFixed+n], castagnoli) != binary.LittleEndian.Uint32(b[recFixed+n:]) {
+		return record{}, false
+	}
+	r := record{
+		size:       int64(binary.LittleEndian.Uint64(b[24:])),
+		crc:        binary.LittleEndian.Uint32(b[32:]),
+		dataOffset: int64(binary.LittleEndian.Uint32(b[36:])),
+		loc:        string(b[recFixed : recFixed+n]),
+	}
+	copy(r.sum[:], b[40:40+sha256.Size])
+	return r, r.size >= 0 && r.dataOffset <= r.size
+}
+
+// recordEnd is where the record after one at off with a payload of size
+// bytes starts.
+func recordEnd(off, size int64) int64 {
+	end := off + recHeaderSize + size
+	return (end + recAlign - 1) / recAlign * recAlign
+}
+
+// scanSegment returns the valid records of f's current epoch from the mark
+// on, stopping at the first that is not: past it lies a record that was
+// never committed, or one of an earlier epoch. A record is valid when its
+// header and its payload checksum match.
+func scanSegment(f File, h segHeader, checkLoc func(string) error) ([]*entry, error) {
+	var out []*entry
+	hdr := make([]byte, recHeaderSize)
+	buf := make([]byte, copyBufSize)
+	for off := h.mark; ; {
+		if _, err := f.ReadAt(hdr, off); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, err
+		}
+		r, ok := decodeRecord(hdr, h.epoch)
+		if !ok || checkLoc(r.loc) != nil {
+			return out, nil
+		}
+		c := crc32.New(castagnoli)
+		if _, err := io.CopyBuffer(c, io.NewSectionReader(f, off+recHeaderSize, r.size), buf); err != nil {
+			return out, err
+		}
+		if c.Sum32() != r.crc {
+			return out, nil
+		}
+		out = append(out, &entry{rec: r, off: off, end: recordEnd(off, r.size)})
+		off = recordEnd(off, r.size)
+	}
+}
