@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"slices"
+	"strings"
 
 	"github.com/otonode/otonode/dimse"
 	"github.com/otonode/otonode/store/index"
@@ -40,12 +42,20 @@ func (e *Exporter) sendBatch(ctx context.Context, d Destination, rows []index.Ex
 			return true // shutting down; the lease hands the rows out again
 		}
 		e.metrics.Associations.WithLabelValues(d.Name, "failed").Inc()
-		e.log.Warn("export association failed", "destination", d.Name, "addr", d.Addr, "objects", len(live), "err", err)
+		var series []string
+		for _, r := range live {
+			if !slices.Contains(series, r.SeriesInstanceUID) {
+				series = append(series, r.SeriesInstanceUID)
+			}
+		}
+		e.log.Warn("export association failed; will retry", "destination", d.Name, "addr", d.Addr, "objects", len(live),
+			"series_instance_uid", strings.Join(series, ","), "err", err)
 		// One attempt for each row of the batch: a destination that stays
 		// down kills rows only after MaxAttempts waits that grow to
-		// BackoffMax, never within one outage's first seconds.
+		// BackoffMax, never within one outage's first seconds. The line
+		// above said it for the batch; each row's own goes to debug.
 		for _, r := range live {
-			e.fail(ctx, d, r, "association: "+err.Error())
+			e.fail(ctx, d, r, "association: "+err.Error(), slog.LevelDebug)
 		}
 		return false
 	}
@@ -62,11 +72,11 @@ func (e *Exporter) sendBatch(ctx context.Context, d Destination, rows []index.Ex
 		case errors.Is(err, fs.ErrNotExist):
 			e.dead(ctx, d, r, err.Error())
 		case errors.As(err, &se), errors.Is(err, dimse.ErrNoContext), errors.Is(err, errFile):
-			e.fail(ctx, d, r, err.Error())
+			e.fail(ctx, d, r, err.Error(), slog.LevelWarn)
 		default:
 			// The association broke: this row had its attempt, the rest
 			// wait for the next association without losing one.
-			e.fail(ctx, d, r, err.Error())
+			e.fail(ctx, d, r, err.Error(), slog.LevelWarn)
 			e.log.Warn("export association broke", "destination", d.Name, "addr", d.Addr, "err", err,
 				"series_instance_uid", r.SeriesInstanceUID)
 			rest := make([]int64, 0, len(live)-i-1)
@@ -122,7 +132,9 @@ func (e *Exporter) sent(ctx context.Context, d Destination, r index.Export) {
 		"sop_instance_uid", r.SOPInstanceUID, "kind", r.Kind, "attempt", r.Attempts+1)
 }
 
-func (e *Exporter) fail(ctx context.Context, d Destination, r index.Export, reason string) {
+// fail counts a failed attempt; level is that of the line saying it will
+// be retried (a dead row is always an error).
+func (e *Exporter) fail(ctx context.Context, d Destination, r index.Export, reason string, level slog.Level) {
 	next := e.now().Add(e.backoff(r.Attempts + 1))
 	st, err := e.idx.MarkExportFailed(ctx, r.ID, reason, next, e.opt.MaxAttempts)
 	if err != nil {
@@ -137,7 +149,7 @@ func (e *Exporter) fail(ctx context.Context, d Destination, r index.Export, reas
 		return
 	}
 	e.metrics.Exported.WithLabelValues(d.Name, "failed").Inc()
-	e.log.Warn("export failed; will retry", "destination", d.Name, "series_instance_uid", r.SeriesInstanceUID,
+	e.log.Log(ctx, level, "export failed; will retry", "destination", d.Name, "series_instance_uid", r.SeriesInstanceUID,
 		"sop_instance_uid", r.SOPInstanceUID, "kind", r.Kind, "attempt", r.Attempts+1, "next_attempt", next, "err", reason)
 }
 
