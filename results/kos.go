@@ -125,10 +125,7 @@ func (w *Writer) KOS(src *Source, k KOSRequest) (*KOS, error) {
 	d.seq(tag.ConceptNameCodeSequence, k.Title.item())
 	d.set(tag.ContinuityOfContent, "SEPARATE")
 	d.seq(tag.ContentTemplateSequence, templateItem("2010"))
-	deviceUID := w.DeviceObserverUID
-	if deviceUID == "" {
-		deviceUID = w.UIDs.UID("device-observer")
-	}
+	deviceUID := w.deviceObserverUID()
 	content := []dataSet{
 		codeContent("HAS CONCEPT MOD", codeLanguage, codeEnglishUS),
 		codeContent("HAS OBS CONTEXT", codeObserverType, codeDevice),
@@ -150,6 +147,14 @@ func (w *Writer) KOS(src *Source, k KOSRequest) (*KOS, error) {
 	}
 	out.File = file
 	return out, nil
+}
+
+// deviceObserverUID identifies this node as the observer (TID 1004).
+func (w *Writer) deviceObserverUID() string {
+	if w.DeviceObserverUID != "" {
+		return w.DeviceObserverUID
+	}
+	return w.UIDs.UID("device-observer")
 }
 
 // FlagKOS writes the "For Peer Review" KOS of a flagged analysis: it selects

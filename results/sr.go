@@ -236,10 +236,7 @@ func (w *Writer) SR(src *Source, res *analysis.Result, seg *SEG, x *Extras) (*SR
 	if err != nil {
 		return nil, err
 	}
-	deviceUID := w.DeviceObserverUID
-	if deviceUID == "" {
-		deviceUID = w.UIDs.UID("device-observer")
-	}
+	deviceUID := w.deviceObserverUID()
 	var library []dataSet
 	for _, sl := range src.Slices {
 		library = append(library, imageContent("CONTAINS", Code{}, sl.SOPClassUID, sl.SOPInstanceUID, 0))
