@@ -295,7 +295,7 @@ type fakeAnalyzer struct {
 
 	mu      sync.Mutex
 	calls   int
-	dirs    []string // folder of the files of each call
+	dirs    []string       // folder of the files of each call
 	running map[string]int // series → analyses running now
 	overlap bool           // two analyses of one series ran at once
 }

@@ -223,7 +223,7 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 		reason := fmt.Sprintf("not a series-complete job: %v", err)
 		w.Logger.Error("terminating job", "reason", reason)
 		w.deadLetter(ctx, msg, reason)
-		msg.TermWithReason(reason)
+		w.terminate(msg, reason)
 		return
 	}
 	delivered := uint64(1)
@@ -305,7 +305,9 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 	if out.outcome == analysis.StatusNotAnalysable || out.outcome == StatusFailed {
 		log.Warn("analysis failed permanently; job terminated", "outcome", out.outcome, "reason", out.reason)
 		w.deadLetter(ctx, msg, out.reason)
-		msg.TermWithReason(out.reason)
+		if err := w.terminate(msg, out.reason); err != nil {
+			log.Warn("terminating the job failed", "err", err)
+		}
 		return
 	}
 	log.Info("analysis finished", "outcome", out.outcome, "ears", len(out.res.Ears), "seg", out.segUID, "sr", out.srUID,
@@ -314,6 +316,25 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 		// The claim is finished: a redelivery is acknowledged at once.
 		log.Warn("acknowledging the job failed", "err", err)
 	}
+}
+
+// terminate ends a job's deliveries. Servers before 2.10 ignore a "+TERM"
+// that carries a reason (the job would come back), so they get a plain
+// one; the dead letter holds the reason either way.
+func (w *Worker) terminate(msg jetstream.Msg, reason string) error {
+	if v := w.JS.Conn().ConnectedServerVersion(); olderThan210(v) {
+		return msg.Term()
+	}
+	return msg.TermWithReason(reason)
+}
+
+// olderThan210 reports whether a server version ("2.9.10") is below 2.10.
+func olderThan210(v string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major < 2 || major == 2 && minor < 10
 }
 
 func isPermanent(err error) bool {

@@ -61,6 +61,19 @@ func streamCount(t *testing.T, js jetstream.JetStream, name string) uint64 {
 	return info.State.Msgs
 }
 
+// waitEmpty waits for the work stream to drain (acknowledgements and
+// terminations are asynchronous).
+func (e *env) waitEmpty(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for streamCount(t, e.js, e.topo.WorkStream()) != 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c := streamCount(t, e.js, e.topo.WorkStream()); c != 0 {
+		t.Errorf("%d jobs left in the work stream", c)
+	}
+}
+
 func TestAnalysisDone(t *testing.T) {
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) {
@@ -122,9 +135,7 @@ func TestAnalysisDone(t *testing.T) {
 					t.Errorf("event %+v", ev)
 				}
 			}
-			if n := streamCount(t, e.js, e.topo.WorkStream()); n != 0 {
-				t.Errorf("%d jobs left in the work stream", n)
-			}
+			e.waitEmpty(t, 5*time.Second)
 		})
 	}
 }
@@ -224,10 +235,8 @@ func TestTwoWorkersShareOneStream(t *testing.T) {
 	if byWorker[0].Load() == 0 || byWorker[1].Load() == 0 {
 		t.Errorf("load not shared: %d and %d", byWorker[0].Load(), byWorker[1].Load())
 	}
-	time.Sleep(2 * time.Second) // let the naked duplicates come back and be dropped
-	if c := streamCount(t, e.js, e.topo.WorkStream()); c != 0 {
-		t.Errorf("%d jobs left in the work stream", c)
-	}
+	// The duplicates come back after the lease and are dropped.
+	e.waitEmpty(t, 15*time.Second)
 }
 
 func TestPermanentErrors(t *testing.T) {
@@ -273,9 +282,7 @@ func TestPermanentErrors(t *testing.T) {
 			if c := streamCount(t, e.js, e.topo.DeadLetterStream()); c != 1 {
 				t.Errorf("%d dead letters", c)
 			}
-			if c := streamCount(t, e.js, e.topo.WorkStream()); c != 0 {
-				t.Errorf("%d jobs left in the work stream", c)
-			}
+			e.waitEmpty(t, 5*time.Second)
 		})
 	}
 }
@@ -476,7 +483,5 @@ func TestCrashEveryAttempt(t *testing.T) {
 	if c := streamCount(t, e.js, e.topo.DeadLetterStream()); c != 1 {
 		t.Errorf("%d dead letters", c)
 	}
-	if c := streamCount(t, e.js, e.topo.WorkStream()); c != 0 {
-		t.Errorf("%d jobs left in the work stream", c)
-	}
+	e.waitEmpty(t, 5*time.Second)
 }
