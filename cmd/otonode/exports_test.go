@@ -189,6 +189,11 @@ func TestExportOptions(t *testing.T) {
 	if pacs.Addr != "pacs.example.org:104" || pacs.CallingAETitle != "OTONODE1" || pacs.Sources || pacs.AllowNotForDiagnosis || pacs.TLS != nil {
 		t.Errorf("pacs %+v", pacs)
 	}
+	cfg.Export.Destinations["out"] = config.Destination{Folder: dir, Objects: config.ExportAll}
+	if opt, err := exportOptions(cfg); err != nil || opt.Destinations[1].Folder != dir || opt.Destinations[1].Addr != "" || !opt.Destinations[1].Sources {
+		t.Errorf("folder destination %+v, %v", opt.Destinations, err)
+	}
+	delete(cfg.Export.Destinations, "out")
 	cfg.Export.Destinations["pacs"] = config.Destination{AETitle: "PACS", Host: "pacs", Port: 104, TLS: config.DestinationTLS{Enabled: true, CAFile: ca}}
 	if _, err := exportOptions(cfg); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Errorf("bad CA file: %v", err)

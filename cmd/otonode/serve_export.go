@@ -55,10 +55,12 @@ func exportOptions(cfg config.Config) (export.Options, error) {
 		if err != nil {
 			return export.Options{}, fmt.Errorf("export.destinations.%s.tls: %w", name, err)
 		}
-		opt.Destinations = append(opt.Destinations, export.Destination{
-			Name: name, AETitle: d.AETitle, Addr: net.JoinHostPort(d.Host, strconv.Itoa(d.Port)), CallingAETitle: calling,
-			TLS: tc, Sources: d.Objects == config.ExportAll, AllowNotForDiagnosis: d.AllowNotForDiagnosis,
-		})
+		x := export.Destination{Name: name, Folder: d.Folder, Sources: d.Objects == config.ExportAll,
+			AllowNotForDiagnosis: d.AllowNotForDiagnosis}
+		if d.Folder == "" {
+			x.AETitle, x.Addr, x.CallingAETitle, x.TLS = d.AETitle, net.JoinHostPort(d.Host, strconv.Itoa(d.Port)), calling, tc
+		}
+		opt.Destinations = append(opt.Destinations, x)
 	}
 	return opt, nil
 }

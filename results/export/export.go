@@ -29,13 +29,17 @@ import (
 	"github.com/otonode/otonode/store/index"
 )
 
-// Destination is one C-STORE SCP the exporter sends to.
+// Destination is one C-STORE SCP the exporter sends to, or a folder it
+// copies the files into.
 type Destination struct {
 	Name           string // the outbox rows' destination, unique
 	AETitle        string // called AE title
 	Addr           string // host:port
 	CallingAETitle string // ours; empty means "OTONODE"
 	TLS            *tls.Config
+	// Folder, instead of an AE, receives each object as a file (a viewer's
+	// import folder, the newcomer's demo).
+	Folder string
 	// Sources also sends the analysed source series of each result.
 	Sources bool
 	// AllowNotForDiagnosis also sends results of a model whose manifest
@@ -115,8 +119,8 @@ func New(idx *index.Index, f Files, opt Options, reg prometheus.Registerer, log 
 	opt = opt.withDefaults()
 	seen := map[string]bool{}
 	for _, d := range opt.Destinations {
-		if d.Name == "" || d.AETitle == "" || d.Addr == "" {
-			return nil, fmt.Errorf("export: destination %+v needs a name, an AE title and an address", d)
+		if d.Name == "" || (d.Folder == "") == (d.AETitle == "" || d.Addr == "") {
+			return nil, fmt.Errorf("export: destination %q needs a name and either an AE title and address or a folder", d.Name)
 		}
 		if seen[d.Name] {
 			return nil, fmt.Errorf("export: destination %q twice", d.Name)
@@ -148,10 +152,14 @@ func (e *Exporter) Run(ctx context.Context) error {
 	for i, d := range e.opt.Destinations {
 		if d.AllowNotForDiagnosis {
 			e.log.Warn("export destination receives results of models not for diagnosis (allow_not_for_diagnosis)",
-				"destination", d.Name, "ae", d.AETitle, "addr", d.Addr)
+				"destination", d.Name, "ae", d.AETitle, "addr", d.Addr, "folder", d.Folder)
 		}
-		e.log.Info("export destination", "destination", d.Name, "ae", d.AETitle, "addr", d.Addr,
-			"tls", d.TLS != nil, "sources", d.Sources)
+		if d.Folder != "" {
+			e.log.Info("export destination", "destination", d.Name, "folder", d.Folder, "sources", d.Sources)
+		} else {
+			e.log.Info("export destination", "destination", d.Name, "ae", d.AETitle, "addr", d.Addr,
+				"tls", d.TLS != nil, "sources", d.Sources)
+		}
 		wg.Go(func() { e.serve(ctx, d, e.wakes[i]) })
 	}
 	wg.Wait()
@@ -223,7 +231,11 @@ func (e *Exporter) pass(ctx context.Context, d Destination, st *destState) error
 		if len(due) == 0 {
 			return nil
 		}
-		if ok := e.sendBatch(ctx, d, due); !ok {
+		send := e.sendBatch
+		if d.Folder != "" {
+			send = e.sendToFolder
+		}
+		if ok := send(ctx, d, due); !ok {
 			st.failures++
 			st.downUntil = e.now().Add(e.backoff(st.failures))
 			return nil

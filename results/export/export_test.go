@@ -1,9 +1,14 @@
 package export
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"maps"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -285,4 +290,65 @@ func TestExportWakesOnResult(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // past the first pass
 	s := n.scene("1.2.826.0.1.7.6")
 	waitFor(t, "the SEG at the destination", 10*time.Second, func() bool { return pacs.received()[s.seg] == 1 })
+}
+
+// TestExportToFolder: a folder destination gets each object once as a
+// whole file, named by the analysed series and kind; a folder that cannot
+// be made is retried, not fatal.
+func TestExportToFolder(t *testing.T) {
+	each(t, func(t *testing.T, open func() *index.Index) {
+		ctx := context.Background()
+		idx := open()
+		n := newNode(t, idx)
+		s := n.scene("1.2.826.0.1.7.7")
+		root := t.TempDir()
+		blocker := filepath.Join(root, "file")
+		os.WriteFile(blocker, nil, 0o644)
+		opt := Options{Destinations: []Destination{
+			{Name: "out", Folder: filepath.Join(root, "out"), Sources: true, AllowNotForDiagnosis: true},
+			{Name: "broken", Folder: filepath.Join(blocker, "out")},
+		}}
+		ex, err := New(idx, n.files, opt, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the second pass finds nothing to do
+			if err := ex.Pass(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := []string{"seg-" + s.seg + ".dcm", "source-" + s.ct[0] + ".dcm", "source-" + s.ct[1] + ".dcm",
+			"source-" + s.ct[2] + ".dcm", "sr-" + s.sr + ".dcm"}
+		ents, err := os.ReadDir(filepath.Join(root, "out", s.source))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range ents {
+			got = append(got, e.Name())
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("folder holds %v, want %v", got, want)
+		}
+		rows, _ := idx.Exports(ctx, index.ExportFilter{Destination: "out", State: index.ExportSent})
+		for _, r := range rows {
+			f, err := n.files.Open(ctx, r.Location)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, _ := io.ReadAll(f)
+			f.Close()
+			copied, err := os.ReadFile(filepath.Join(root, "out", s.source, r.Kind+"-"+r.SOPInstanceUID+".dcm"))
+			if err != nil || !bytes.Equal(stored, copied) || string(copied[128:132]) != "DICM" {
+				t.Errorf("%s: copy differs from the stored file (%v)", r.SOPInstanceUID, err)
+			}
+		}
+		if len(rows) != 5 {
+			t.Errorf("%d rows sent to the folder", len(rows))
+		}
+		broken, _ := idx.Exports(ctx, index.ExportFilter{Destination: "broken"})
+		if len(broken) != 1 || broken[0].State != index.ExportPending || broken[0].Attempts != 1 || !strings.Contains(broken[0].LastError, "not a directory") {
+			t.Errorf("broken folder rows %+v", broken)
+		}
+	})
 }

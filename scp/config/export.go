@@ -19,6 +19,8 @@ import (
 //	      objects: results         # or all: results and the analysed series
 //	      allow_not_for_diagnosis: false
 //	      tls: {enabled: true, ca_file: ca.pem}
+//	    viewer:
+//	      folder: /srv/otonode/out   # files instead of C-STORE
 //
 // Destinations are a map by name so that YAML names each once; they can be
 // set only in the file (environment variables and flags set the scalar
@@ -45,8 +47,12 @@ type Export struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-// Destination is one C-STORE SCP the node exports to.
+// Destination is one C-STORE SCP the node exports to, or a folder.
 type Destination struct {
+	// Folder, when set, receives each object as a file
+	// (<analysed series UID>/<kind>-<SOP instance UID>.dcm) instead of a
+	// C-STORE; the AE settings and TLS are then left empty.
+	Folder  string `yaml:"folder"`
 	AETitle string `yaml:"ae_title"`
 	Host    string `yaml:"host"`
 	Port    int    `yaml:"port"`
@@ -129,17 +135,23 @@ func (e Export) Validate() error {
 		if name == "" || len(name) > 64 {
 			bad("export destination name %q must have 1 to 64 characters", name)
 		}
-		if n := len(d.AETitle); n == 0 || n > 16 {
-			bad("%s.ae_title %q must have 1 to 16 characters", p, d.AETitle)
-		}
-		if len(d.CallingAETitle) > 16 {
-			bad("%s.calling_ae_title %q is longer than 16 characters", p, d.CallingAETitle)
-		}
-		if d.Host == "" {
-			bad("%s.host is empty", p)
-		}
-		if d.Port < 1 || d.Port > 65535 {
-			bad("%s.port %d out of range", p, d.Port)
+		if d.Folder != "" {
+			if d.AETitle != "" || d.Host != "" || d.Port != 0 || d.CallingAETitle != "" || d.TLS != (DestinationTLS{}) {
+				bad("%s has a folder and AE settings; it is one or the other", p)
+			}
+		} else {
+			if n := len(d.AETitle); n == 0 || n > 16 {
+				bad("%s.ae_title %q must have 1 to 16 characters (or set folder)", p, d.AETitle)
+			}
+			if len(d.CallingAETitle) > 16 {
+				bad("%s.calling_ae_title %q is longer than 16 characters", p, d.CallingAETitle)
+			}
+			if d.Host == "" {
+				bad("%s.host is empty", p)
+			}
+			if d.Port < 1 || d.Port > 65535 {
+				bad("%s.port %d out of range", p, d.Port)
+			}
 		}
 		switch d.Objects {
 		case "", ExportResults, ExportAll:

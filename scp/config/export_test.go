@@ -27,6 +27,8 @@ export:
       port: 4242
       objects: all
       allow_not_for_diagnosis: true
+    folder:
+      folder: /srv/out
 `), 0o644)
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	apply := BindFlags(fs) // a map of destinations must not upset the flags
@@ -47,7 +49,7 @@ export:
 	if err := e.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(e.Names(), []string{"demo", "pacs"}) || e.MaxAttempts != 5 || e.BackoffBase != 3*time.Second ||
+	if !slices.Equal(e.Names(), []string{"demo", "folder", "pacs"}) || e.MaxAttempts != 5 || e.BackoffBase != 3*time.Second ||
 		e.PollInterval != 250*time.Millisecond || e.BatchSize != 50 || e.BackoffMax != time.Hour {
 		t.Fatalf("export %+v", e)
 	}
@@ -77,6 +79,7 @@ func TestExportValidate(t *testing.T) {
 		{"TLS files while off", func(_ *Export, d *Destination) { d.TLS = DestinationTLS{CAFile: "ca.pem"} }},
 		{"negative attempts", func(e *Export, _ *Destination) { e.MaxAttempts = -1 }},
 		{"base above max", func(e *Export, _ *Destination) { e.BackoffBase, e.BackoffMax = time.Hour, time.Minute }},
+		{"folder and AE", func(_ *Export, d *Destination) { d.Folder = "/srv/out" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
