@@ -43,6 +43,8 @@ func commands() []command {
 		{name: "find", summary: "query a DICOM peer by C-FIND", run: runFind},
 		{name: "move", summary: "have a DICOM peer send instances to an AE by C-MOVE", run: runMove},
 		{name: "get", summary: "retrieve instances from a DICOM peer by C-GET into a folder", run: runGet},
+		{name: "worker", summary: "run an analysis worker on the node's work stream (serve starts one itself)", run: runWorker},
+		{name: "status", summary: "list recent analyses with their flags (from the node's database)", run: runStatus},
 		{name: "phantom", summary: "generate synthetic temporal-bone CT with ground truth (case, dataset, preview)", run: runPhantom},
 		{name: "exports", summary: "list the export outbox (pending, sent, dead); exports retry sends dead rows again", run: runExports},
 	}

@@ -59,6 +59,9 @@ and flags, in that order (flags win).`)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
+	if err := prepareWorker(&cfg); err != nil {
+		return err
+	}
 	n, err := scp.New(ctx, cfg, log)
 	if err != nil {
 		return err
