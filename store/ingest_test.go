@@ -60,8 +60,9 @@ func meta(sop string) files.Meta {
 
 // trace is one ordered log shared by the recording file system and index.
 type trace struct {
-	mu  sync.Mutex
-	log []string
+	mu      sync.Mutex
+	log     []string
+	renamed map[string]string // staging file → instance file
 }
 
 func (t *trace) add(s string) { t.mu.Lock(); t.log = append(t.log, s); t.mu.Unlock() }
@@ -78,12 +79,12 @@ type recFile struct {
 }
 
 func (f recFile) Sync() error {
-	f.t.add("fsync " + kind(f.Name()))
+	f.t.add("fsync " + f.kind())
 	return f.File.Sync()
 }
 
 func (f recFile) Datasync() error {
-	f.t.add("fdatasync " + kind(f.Name()))
+	f.t.add("fdatasync " + f.kind())
 	return f.File.Sync()
 }
 
@@ -97,10 +98,13 @@ func (f recFile) WriteAt(b []byte, off int64) (int, error) {
 	return f.File.WriteAt(b, off)
 }
 
-func kind(name string) string {
-	if strings.HasSuffix(name, ".seg") {
+func (f recFile) kind() string {
+	if strings.HasSuffix(f.Name(), ".seg") {
 		return "segment"
 	}
+	f.t.mu.Lock()
+	name := f.t.renamed[f.Name()]
+	f.t.mu.Unlock()
 	return "file " + strings.TrimSuffix(filepath.Base(name), ".dcm")
 }
 
@@ -110,6 +114,24 @@ func (r recFS) OpenFile(name string, flag int) (files.File, error) {
 		return nil, err
 	}
 	return recFile{f, r.t}, nil
+}
+
+func (r recFS) CreateTemp(dir, pattern string) (files.File, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return recFile{f, r.t}, nil
+}
+
+func (r recFS) Rename(oldname, newname string) error {
+	r.t.mu.Lock()
+	if r.t.renamed == nil {
+		r.t.renamed = map[string]string{}
+	}
+	r.t.renamed[oldname] = newname
+	r.t.mu.Unlock()
+	return r.OS.Rename(oldname, newname)
 }
 func (r recFS) SyncDir(n string) error {
 	r.t.add("fsync dir " + filepath.Base(n))
@@ -201,6 +223,9 @@ func TestStoreAndRefusals(t *testing.T) {
 	}
 	if st.Outcome != files.Created || st.Recorded.Revision != 1 || st.Attrs.Modality != "CT" {
 		t.Errorf("stored %+v", st)
+	}
+	if err := fs.Flush(ctx); err != nil { // the file, not only the segment record
+		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, st.Location))
 	if !bytes.HasSuffix(b, ds) {

@@ -26,6 +26,8 @@ type FS interface {
 	// matching fs.ErrExist if newname exists: a rename that never
 	// overwrites, which keeps concurrent writers of one instance apart.
 	Link(oldname, newname string) error
+	// Rename moves oldname to newname, replacing it if it exists.
+	Rename(oldname, newname string) error
 	Remove(name string) error
 	// SyncDir makes the entries of a directory durable.
 	SyncDir(name string) error
@@ -58,6 +60,7 @@ func (OS) Open(name string) (File, error)               { return os.Open(name) }
 func (OS) OpenFile(name string, flag int) (File, error) { return os.OpenFile(name, flag, 0o644) }
 func (OS) Mkdir(name string) error                      { return os.Mkdir(name, 0o755) }
 func (OS) Link(oldname, newname string) error           { return os.Link(oldname, newname) }
+func (OS) Rename(oldname, newname string) error         { return os.Rename(oldname, newname) }
 func (OS) Remove(name string) error                     { return os.Remove(name) }
 func (OS) ReadDir(name string) ([]fs.DirEntry, error)   { return os.ReadDir(name) }
 func (OS) Stat(name string) (fs.FileInfo, error)        { return os.Stat(name) }

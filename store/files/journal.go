@@ -28,8 +28,15 @@ var ErrClosed = errors.New("files: store closed")
 // may acknowledge it); a background materialiser writes it to its own
 // file, makes a batch of such files and their directories durable, and
 // only then moves the segment's mark past it. Until then the instance is
-// pending: Open and Remove of its location wait for the file. Open of the
-// store replays what lies past each segment's mark.
+// pending: Open and Remove of its location wait for the file (and make the
+// materialiser start at once). Open of the store replays what lies past
+// each segment's mark.
+//
+// The materialiser waits for a pause in the stream (idleDelay), so that
+// its file writes and fsyncs do not delay the fdatasyncs of a sender
+// waiting for its responses; it starts earlier when a quarter of the
+// segment space is left, when a record has waited maxDelay, or when
+// someone waits for a file.
 type journal struct {
 	l    *Local
 	dir  string
@@ -37,17 +44,20 @@ type journal struct {
 
 	bufs sync.Pool // *bufio.Writer
 
-	mu       sync.Mutex
-	cond     sync.Cond         // on mu: a segment became free, or close
-	pending  map[string]*entry // location → instance not yet a durable file
-	all      []*segment
-	free     []*segment // idle segments, the most recently used last
-	creating int        // segments being made
-	next     int        // number of the next segment file
-	running  bool       // a materialiser goroutine is at work
-	closed   bool
-	err      error         // the materialiser's last failure, nil after a success
-	idle     chan struct{} // closed when the materialiser stops
+	mu         sync.Mutex
+	cond       sync.Cond         // on mu: a segment became free, or close
+	pending    map[string]*entry // location → instance not yet a durable file
+	all        []*segment
+	free       []*segment // idle segments, the most recently used last
+	creating   int        // segments being made
+	next       int        // number of the next segment file
+	running    bool       // a materialiser goroutine is at work
+	closed     bool
+	err        error         // the materialiser's last failure, nil after a success
+	idle       chan struct{} // closed when the materialiser stops
+	kick       chan struct{} // wakes a waiting materialiser
+	urgent     int           // callers waiting for files
+	lastCommit time.Time
 }
 
 // segment is one segment file. A writer that takes it from journal.free
@@ -71,16 +81,23 @@ type entry struct {
 	off, end int64
 	synced   chan struct{} // closed once the record is durable, or failed
 	ok       bool          // set before synced is closed
+	at       time.Time     // when it was committed
 	done     chan struct{} // closed once the instance is a durable file
 }
 
-// segmentsReady is how many segments Open prepares, so that a writer
-// never waits for one to be made while the last is being materialised.
-// maxSegments bounds them: when all are full and the materialiser lags,
-// writers wait for it.
+// segmentsReady is how many segments Open prepares. maxSegments bounds
+// them (and their disk space, maxSegments × SegmentSize): when all are
+// full, writers wait for the materialiser.
 const (
 	segmentsReady = 2
-	maxSegments   = 8
+	maxSegments   = 24
+)
+
+// idleDelay is the pause after which the stream counts as over; maxDelay
+// is the longest a record waits for its file while the stream goes on.
+const (
+	idleDelay = 100 * time.Millisecond
+	maxDelay  = 5 * time.Second
 )
 
 // DefaultSegmentSize is the size of a segment file.
@@ -89,7 +106,8 @@ const DefaultSegmentSize = 16 << 20
 // openJournal prepares the segments under root/seg, replaying the records
 // a previous process left past a segment's mark.
 func openJournal(ctx context.Context, l *Local) (*journal, error) {
-	j := &journal{l: l, dir: filepath.Join(l.root, segDir), size: l.opt.SegmentSize, pending: map[string]*entry{}}
+	j := &journal{l: l, dir: filepath.Join(l.root, segDir), size: l.opt.SegmentSize, pending: map[string]*entry{},
+		kick: make(chan struct{}, 1)}
 	j.cond.L = &j.mu
 	if j.size <= 0 {
 		j.size = DefaultSegmentSize
@@ -164,8 +182,11 @@ func (j *journal) recover(ctx context.Context, name string) error {
 	return nil
 }
 
-// create makes a new segment: zeros over its whole size (so that later
-// writes allocate nothing), a header, durable with its directory entry.
+// create makes a new segment: its whole size allocated (so that writes
+// into it change no file size and allocate no blocks), a header, durable
+// with its directory entry. Until a segment has been written over once,
+// its blocks are unwritten extents, and the first fdatasync into each
+// converts some (a journal commit); later rounds are plain overwrites.
 func (j *journal) create() (*segment, error) {
 	j.mu.Lock()
 	name := filepath.Join(j.dir, fmt.Sprintf("%08d.seg", j.next))
@@ -179,11 +200,8 @@ func (j *journal) create() (*segment, error) {
 	fail := func(what string, err error) (*segment, error) {
 		return nil, errors.Join(storageErr(what, err), f.Close(), j.l.fs.Remove(name))
 	}
-	zeros := make([]byte, 1<<20)
-	for off := int64(0); off < j.size; off += int64(len(zeros)) {
-		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), j.size-off)], off); err != nil {
-			return fail("fill segment", err)
-		}
+	if err := allocate(f, j.size); err != nil {
+		return fail("allocate segment", err)
 	}
 	if s.epoch, err = newEpoch(); err != nil {
 		return fail("segment epoch", err)
@@ -254,6 +272,7 @@ func (j *journal) take() (*segment, error) {
 			j.mu.Unlock()
 			return nil, fmt.Errorf("files: all segments wait for their files: %w", err)
 		}
+		j.wakeLocked()
 		j.cond.Wait()
 	}
 	j.creating++
@@ -434,14 +453,21 @@ func (j *journal) commit(e *entry, err error) {
 		return
 	}
 	e.ok = true
+	e.at = time.Now()
+	j.lastCommit = e.at
 	s.end = e.end
 	s.queued = append(s.queued, e)
 	close(e.synced)
 	j.wakeLocked()
 }
 
+// wakeLocked starts the materialiser, or makes a waiting one look again.
 func (j *journal) wakeLocked() {
 	if j.running {
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
 		return
 	}
 	j.running = true
@@ -449,14 +475,42 @@ func (j *journal) wakeLocked() {
 	go j.run()
 }
 
+// dueLocked says whether the materialiser should work now, and if not,
+// how long it may wait.
+func (j *journal) dueLocked(now time.Time) (bool, time.Duration) {
+	if j.closed || j.urgent > 0 {
+		return true, 0
+	}
+	if left := len(j.free) + maxSegments - len(j.all) - j.creating; left*4 <= maxSegments {
+		return true, 0
+	}
+	wait := idleDelay - now.Sub(j.lastCommit)
+	for _, s := range j.all {
+		if len(s.queued) > 0 {
+			wait = min(wait, maxDelay-now.Sub(s.queued[0].at))
+		}
+	}
+	return wait <= 0, wait
+}
+
 // retryDelay is how long the materialiser waits after a failure.
 const retryDelay = time.Second
 
 // run materialises queued records in batches and starts drained full
-// segments over, until there is nothing left to do.
+// segments over, when due, until there is nothing left to do.
 func (j *journal) run() {
 	for {
 		j.mu.Lock()
+		if due, wait := j.dueLocked(time.Now()); !due {
+			j.mu.Unlock()
+			t := time.NewTimer(wait)
+			select {
+			case <-j.kick:
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
 		var batch []*entry
 		var drained []*segment
 		for _, s := range j.all {
@@ -553,14 +607,22 @@ func (j *journal) materialise(ctx context.Context, ents []*entry) error {
 			}
 		}
 		dirs[l.path(path.Dir(e.rec.loc))] = true
-		f, err := l.fs.OpenFile(l.path(e.rec.loc), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		// Written aside and renamed into place, so that a reader of the
+		// directory never sees part of a file. The location is this
+		// record's alone; anything there is an earlier try of it.
+		f, err := l.fs.CreateTemp(filepath.Join(l.root, tmpDir), "*.part")
 		if err != nil {
 			return storageErr("create instance file", err)
 		}
 		files = append(files, f)
 		src := io.NewSectionReader(e.seg.f, e.off+recHeaderSize, e.rec.size)
 		if n, err := io.CopyBuffer(struct{ io.Writer }{f}, src, buf); err != nil || n != e.rec.size {
+			l.fs.Remove(f.Name())
 			return storageErr("write instance file", errors.Join(err, fmt.Errorf("%d of %d bytes", n, e.rec.size)))
+		}
+		if err := l.fs.Rename(f.Name(), l.path(e.rec.loc)); err != nil {
+			l.fs.Remove(f.Name())
+			return storageErr("rename instance file", err)
 		}
 		startWriteback(f)
 	}
@@ -601,10 +663,13 @@ func (j *journal) materialise(ctx context.Context, ents []*entry) error {
 func (j *journal) wait(ctx context.Context, loc string) error {
 	j.mu.Lock()
 	e := j.pending[loc]
-	j.mu.Unlock()
 	if e == nil {
+		j.mu.Unlock()
 		return nil
 	}
+	j.hurryLocked()
+	j.mu.Unlock()
+	defer j.unhurry()
 	select {
 	case <-e.done:
 		return nil
@@ -613,12 +678,28 @@ func (j *journal) wait(ctx context.Context, loc string) error {
 	}
 }
 
+// hurryLocked makes the materialiser work now, until unhurry.
+func (j *journal) hurryLocked() {
+	j.urgent++
+	j.wakeLocked()
+}
+
+func (j *journal) unhurry() {
+	j.mu.Lock()
+	j.urgent--
+	j.mu.Unlock()
+}
+
 // flush waits until every instance committed so far is a durable file.
 func (j *journal) flush(ctx context.Context) error {
 	j.mu.Lock()
 	var wait []*entry
 	for _, e := range j.pending {
 		wait = append(wait, e)
+	}
+	if len(wait) > 0 {
+		j.hurryLocked()
+		defer j.unhurry()
 	}
 	j.mu.Unlock()
 	for _, e := range wait {
@@ -640,6 +721,9 @@ func (j *journal) close() error {
 	j.cond.Broadcast()
 	idle := j.idle
 	running := j.running
+	if running {
+		j.wakeLocked()
+	}
 	j.mu.Unlock()
 	if running {
 		<-idle

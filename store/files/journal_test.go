@@ -134,11 +134,11 @@ func TestJournalConcurrentSameInstance(t *testing.T) {
 // as if the process died before its materialiser got to it.
 type brokenFS struct{ OS }
 
-func (brokenFS) OpenFile(name string, flag int) (File, error) {
-	if strings.HasSuffix(name, ".dcm") {
-		return nil, errors.New("injected failure")
+func (brokenFS) Rename(oldname, newname string) error {
+	if strings.HasSuffix(newname, ".dcm") {
+		return errors.New("injected failure")
 	}
-	return os.OpenFile(name, flag, 0o644)
+	return os.Rename(oldname, newname)
 }
 
 func TestJournalReplayAtOpen(t *testing.T) {

@@ -11,11 +11,11 @@ import (
 	"io"
 )
 
-// A segment is a file in seg/ whose space is written once (zeros) when it
-// is made, so that storing an instance into it is one write inside the
-// file's size and one fdatasync: no new inode, no directory entry, no
-// block allocation, hence no journal commit to wait for before the
-// C-STORE-RSP. The layout:
+// A segment is a file in seg/ whose space is allocated when it is made, so
+// that storing an instance into it is one write inside the file's size and
+// one fdatasync: no new inode, no directory entry, no block allocation,
+// hence (once the segment has been written over) no journal commit to
+// wait for before the C-STORE-RSP. The layout:
 //
 //	0, 512       two header slots: magic, sequence number, epoch, mark,
 //	             CRC-32C. The valid slot with the higher sequence number is
@@ -47,6 +47,17 @@ func newEpoch() (epoch, error) {
 	var e epoch
 	_, err := rand.Read(e[:])
 	return e, err
+}
+
+// writeZeros fills the first size bytes of f with zeros.
+func writeZeros(f File, size int64) error {
+	zeros := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), size-off)], off); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // segHeader is the content of a header slot.

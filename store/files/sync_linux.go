@@ -28,6 +28,25 @@ func datasync(f File) error {
 	return serr
 }
 
+// allocate gives f size bytes of allocated space (fallocate(2)), or
+// writes zeros where that is not supported.
+func allocate(f File, size int64) error {
+	if sc, ok := f.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			var ferr error
+			if err := rc.Control(func(fd uintptr) {
+				ferr = ignoringEINTR(func() error { return unix.Fallocate(int(fd), 0, 0, size) })
+			}); err == nil && ferr == nil {
+				return nil
+			}
+			if ferr != nil && ferr != unix.EOPNOTSUPP {
+				return ferr
+			}
+		}
+	}
+	return writeZeros(f, size)
+}
+
 // startWriteback asks the kernel to start writing f's dirty pages, without
 // waiting (sync_file_range(2) SYNC_FILE_RANGE_WRITE). Started for a batch
 // of new files before their fsyncs, it lets one journal commit carry the
