@@ -65,9 +65,12 @@ type Options struct {
 	// Lease is how long rows handed to a sender are kept from other nodes'
 	// senders (default 5 min); longer than a batch normally takes.
 	Lease time.Duration
-	// HeldInterval is how often held results are looked for, to log them
-	// (default 30 s).
-	HeldInterval time.Duration
+	// PlanInterval is how often a destination looks for stored results
+	// without a row (and for held ones, to log them) when nothing woke it
+	// (default 30 s). A look reads every result, so it is not done at each
+	// poll; the node wakes the exporter for each result it indexes, and
+	// this interval catches results indexed by other nodes.
+	PlanInterval time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -81,7 +84,7 @@ func (o Options) withDefaults() Options {
 	def(&o.BackoffMax, time.Hour)
 	def(&o.Timeout, 30*time.Second)
 	def(&o.Lease, 5*time.Minute)
-	def(&o.HeldInterval, 30*time.Second)
+	def(&o.PlanInterval, 30*time.Second)
 	if o.BatchSize <= 0 {
 		o.BatchSize = 50
 	}
@@ -170,7 +173,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 type destState struct {
 	failures  int       // consecutive association failures
 	downUntil time.Time // no association before this
-	heldAt    time.Time // last look for held results
+	plannedAt time.Time // last look for results without a row
 }
 
 func (e *Exporter) serve(ctx context.Context, d Destination, wake <-chan struct{}) {
@@ -186,7 +189,7 @@ func (e *Exporter) serve(ctx context.Context, d Destination, wake <-chan struct{
 			return
 		case <-t.C:
 		case <-wake:
-			st.heldAt = time.Time{}
+			st.plannedAt = time.Time{}
 		}
 	}
 }
@@ -202,22 +205,23 @@ func (e *Exporter) Pass(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// pass plans new rows for d, logs newly held results now and then, and
-// sends due rows batch by batch until none is due or the destination fails.
+// pass plans new rows for d and logs newly held results when woken or
+// every PlanInterval, then sends due rows batch by batch until none is due
+// or the destination fails.
 func (e *Exporter) pass(ctx context.Context, d Destination, st *destState) error {
 	now := e.now()
-	n, err := e.idx.PlanExports(ctx, d.plan(), now)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		e.log.Debug("exports planned", "destination", d.Name, "rows", n)
-	}
-	if now.Sub(st.heldAt) >= e.opt.HeldInterval {
-		st.heldAt = now
+	if now.Sub(st.plannedAt) >= e.opt.PlanInterval {
+		n, err := e.idx.PlanExports(ctx, d.plan(), now)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			e.log.Debug("exports planned", "destination", d.Name, "rows", n)
+		}
 		if err := e.logHeld(ctx, d); err != nil {
 			return err
 		}
+		st.plannedAt = now
 	}
 	defer e.updateGauges(ctx)
 	if now.Before(st.downUntil) {

@@ -269,27 +269,43 @@ func TestExportDeadAndRetry(t *testing.T) {
 	})
 }
 
-// TestExportWakesOnResult: with a poll of an hour, a result the node
-// indexes still goes out at once, because indexing it wakes the exporter.
+// TestExportWakesOnResult: with a poll and plan interval of an hour, a
+// result the node indexes still goes out at once, because indexing it
+// wakes the exporter; without the wake, the plan interval finds it.
 func TestExportWakesOnResult(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	idx := openIndex(t, "sqlite")()
-	n := newNode(t, idx)
-	pacs := newStoreSCP(t, "PACS", freePort(t))
-	pacs.start()
-	ex, err := New(idx, n.files, Options{Destinations: []Destination{dest("pacs", pacs)}, PollInterval: time.Hour}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name            string
+		wake            bool
+		poll, planEvery time.Duration
+	}{
+		{"woken", true, time.Hour, time.Hour},
+		{"plan interval", false, 20 * time.Millisecond, 300 * time.Millisecond},
 	}
-	n.ingest.Index = ex.WakeOnResults(n.ingest.Index)
-	var wg sync.WaitGroup
-	wg.Go(func() { ex.Run(ctx) })
-	defer wg.Wait()
-	defer cancel()
-	time.Sleep(200 * time.Millisecond) // past the first pass
-	s := n.scene("1.2.826.0.1.7.6")
-	waitFor(t, "the SEG at the destination", 10*time.Second, func() bool { return pacs.received()[s.seg] == 1 })
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			idx := openIndex(t, "sqlite")()
+			n := newNode(t, idx)
+			pacs := newStoreSCP(t, "PACS", freePort(t))
+			pacs.start()
+			ex, err := New(idx, n.files, Options{Destinations: []Destination{dest("pacs", pacs)}, PollInterval: tt.poll,
+				PlanInterval: tt.planEvery}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wake {
+				n.ingest.Index = ex.WakeOnResults(n.ingest.Index)
+			}
+			var wg sync.WaitGroup
+			wg.Go(func() { ex.Run(ctx) })
+			defer wg.Wait()
+			defer cancel()
+			time.Sleep(200 * time.Millisecond) // past the first pass
+			s := n.scene(fmt.Sprintf("1.2.826.0.1.7.6.%d", i))
+			waitFor(t, "the SEG at the destination", 10*time.Second, func() bool { return pacs.received()[s.seg] == 1 })
+		})
+	}
 }
 
 // TestExportToFolder: a folder destination gets each object once as a

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -230,4 +231,37 @@ func TestExportLifecycle(t *testing.T) {
 			t.Errorf("dead %+v", dead)
 		}
 	})
+}
+
+// BenchmarkPlanExportsNothingNew measures a planner pass over 10 000 stored
+// results that all have their row already: the price of one look when
+// nothing is new.
+func BenchmarkPlanExportsNothingNew(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			x := be.new(b)()
+			ctx := context.Background()
+			const n = 10000
+			for i := range n {
+				sop := fmt.Sprintf("9.%d", i)
+				a := attrs("9", fmt.Sprintf("9.s%d", i/4), sop, 1)
+				if err := x.RecordResultObject(ctx, ResultObject{SOPInstanceUID: sop, SOPClassUID: a.SOPClassUID, Kind: KindSR,
+					SeriesInstanceUID: "9.src", Revision: 1, ModelSHA256: "a", ForDiagnosis: true}, t0); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := x.RecordInstance(ctx, Instance{Attrs: a, Location: "x", Version: 1, Result: true, ReceivedAt: t0}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if k, err := x.PlanExports(ctx, ExportPlan{Destination: "pacs"}, t0); err != nil || k != n {
+				b.Fatal(k, err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if k, err := x.PlanExports(ctx, ExportPlan{Destination: "pacs"}, t0); err != nil || k != 0 {
+					b.Fatal(k, err)
+				}
+			}
+		})
+	}
 }
