@@ -117,16 +117,21 @@ type object struct {
 	file []byte
 }
 
-// write makes the SEG and SR (and the flag KOS) with UIDs derived from the
-// series, revision and model, so a re-run after a crash makes the same
-// objects, and records them as results before anything is sent.
+// write makes the SEG and SR (and the KOS documents, kos.go) with UIDs
+// derived from the series, revision and model, so a re-run after a crash
+// makes the same objects, and records them as results before anything is
+// sent.
 func (w *Worker) write(ctx context.Context, job events.SeriesComplete, paths []string, res *analysis.Result, out *outcome) ([]object, error) {
 	src, err := results.ReadSource(ctx, paths)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
+	rejected, err := w.superseded(ctx, job.SeriesInstanceUID, job.Revision)
+	if err != nil {
+		return nil, err
+	}
 	rw := w.writer(job, res.Model)
-	seg, sr, err := rw.Write(src, res, nil)
+	seg, sr, err := rw.Write(src, res, &results.Extras{Replaces: srsOf(rejected)})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
@@ -137,7 +142,7 @@ func (w *Worker) write(ctx context.Context, job events.SeriesComplete, paths []s
 		{with(base, seg.SOPInstanceUID, results.SegmentationStorage, index.KindSEG), seg.File},
 		{with(base, sr.SOPInstanceUID, results.Comprehensive3DSRStorage, index.KindSR), sr.File},
 	}
-	extra, err := w.keyObjects(ctx, job, src, res, seg, sr, base, rw)
+	extra, err := w.keyObjects(src, res, seg, sr, rejected, job.Revision, base, rw)
 	if err != nil {
 		return nil, err
 	}

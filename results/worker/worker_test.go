@@ -108,8 +108,15 @@ func TestAnalysisDone(t *testing.T) {
 				}
 			}
 			objs, err := e.index.ResultObjects(ctx, series)
-			if err != nil || len(objs) != 2 {
+			if err != nil || len(objs) != 3 {
 				t.Fatalf("result objects %+v %v", objs, err)
+			}
+			kinds := map[string]bool{}
+			for _, o := range objs {
+				kinds[o.Kind] = true
+			}
+			if !kinds[index.KindSEG] || !kinds[index.KindSR] || !kinds[index.KindKOSFlag] {
+				t.Errorf("kinds %v, want seg, sr and the peer-review KOS", kinds)
 			}
 			isResult := scp.IsResult(e.index)
 			for _, o := range objs {
@@ -131,13 +138,82 @@ func TestAnalysisDone(t *testing.T) {
 			flagged := e.lastEvent(t, e.topo.AnalysisFlaggedSubject())
 			for _, ev := range []Event{done, flagged} {
 				if ev.SeriesInstanceUID != series || ev.Status != StatusFlagged || len(ev.Ears) != 1 || !ev.Ears[0].Flagged ||
-					ev.SEG == "" || ev.SR == "" || ev.ForDiagnosis {
+					ev.SEG == "" || ev.SR == "" || ev.KOS == "" || ev.ForDiagnosis {
 					t.Errorf("event %+v", ev)
 				}
 			}
 			e.waitEmpty(t, 5*time.Second)
 		})
 	}
+}
+
+// TestNewRevisionRejectsOldResults: a late instance opens revision 2; its
+// analysis sends an IOCM rejection note for revision 1's SEG and SR, and
+// its SR names revision 1's SR as replaced.
+func TestNewRevisionRejectsOldResults(t *testing.T) {
+	e := startNode(t, "sqlite")
+	dir := t.TempDir()
+	_, series := phantomSeries(t, dir, 8)
+	late := t.TempDir()
+	ents, _ := os.ReadDir(dir)
+	last := ents[len(ents)-1].Name()
+	if err := os.Rename(filepath.Join(dir, last), filepath.Join(late, last)); err != nil {
+		t.Fatal(err)
+	}
+	run(t, e.worker(t, "w1", &fakeAnalyzer{}))
+	e.push(t, dir)
+	if s := e.waitState(t, series, 30*time.Second, index.Done, index.Failed); s.State != index.Done || s.Revision != 1 {
+		t.Fatalf("revision 1: %s %q", s.State, s.Reason)
+	}
+	e.push(t, late)
+	s := e.waitState(t, series, 30*time.Second, index.Done, index.Failed)
+	for s.Revision != 2 || s.State != index.Done {
+		time.Sleep(200 * time.Millisecond)
+		s = e.waitState(t, series, 30*time.Second, index.Done, index.Failed)
+	}
+	objs, _ := e.index.ResultObjects(context.Background(), series)
+	byRev := map[int]map[string]string{}
+	for _, o := range objs {
+		if byRev[o.Revision] == nil {
+			byRev[o.Revision] = map[string]string{}
+		}
+		byRev[o.Revision][o.Kind] = o.SOPInstanceUID
+	}
+	rej := byRev[2][index.KindKOSRejection]
+	if len(byRev[1]) != 2 || len(byRev[2]) != 3 || rej == "" {
+		t.Fatalf("objects by revision %v", byRev)
+	}
+	// The rejection note the node stored references revision 1's objects.
+	b := storedFile(t, e, rej)
+	for _, uid := range []string{byRev[1][index.KindSEG], byRev[1][index.KindSR]} {
+		if !strings.Contains(string(b), uid) {
+			t.Errorf("rejection note lacks %s", uid)
+		}
+	}
+	if !strings.Contains(string(storedFile(t, e, byRev[2][index.KindSR])), byRev[1][index.KindSR]) {
+		t.Error("the new SR does not name the SR it replaces")
+	}
+}
+
+// storedFile reads the node's file of an instance (named for its SOP
+// Instance UID under the node's instance folder).
+func storedFile(t *testing.T, e *env, sop string) []byte {
+	t.Helper()
+	var loc string
+	filepath.WalkDir(e.node.Source.DataDir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), sop+".") {
+			loc = path
+		}
+		return nil
+	})
+	if loc == "" {
+		t.Fatalf("no file of %s under %s", sop, e.node.Source.DataDir)
+	}
+	b, err := os.ReadFile(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestResultsAreDeterministic: the same analysis written twice gives the

@@ -376,3 +376,39 @@ func (x *Index) ResultObject(ctx context.Context, sopInstanceUID string) (Result
 	}
 	return list[0], nil
 }
+
+// StoredResult is a result object the node has stored, with the study and
+// series it lies in (the result's own series, not the analysed one).
+type StoredResult struct {
+	ResultObject
+	StudyInstanceUID string
+	ResultSeriesUID  string
+}
+
+// SupersededResults returns the SEG and SR objects made for revisions of a
+// series before revision that reached the node: what a newer analysis
+// rejects (IOCM) and its SR names as replaced.
+func (x *Index) SupersededResults(ctx context.Context, seriesUID string, revision int) ([]StoredResult, error) {
+	rows, err := x.db.QueryContext(ctx, x.q(`SELECT DISTINCT r.sop_instance_uid, r.sop_class_uid, r.kind, r.revision,
+		r.model_sha256, r.for_diagnosis, r.created_at, i.series_instance_uid, se.study_instance_uid
+		FROM result_objects r JOIN instances i ON i.sop_instance_uid = r.sop_instance_uid
+		JOIN series se ON se.series_instance_uid = i.series_instance_uid
+		WHERE r.series_instance_uid = ? AND r.revision < ? AND r.kind IN (?, ?)
+		ORDER BY r.revision, r.kind, r.sop_instance_uid`), seriesUID, revision, KindSEG, KindSR)
+	if err != nil {
+		return nil, fmt.Errorf("index: superseded results: %w", err)
+	}
+	defer rows.Close()
+	var out []StoredResult
+	for rows.Next() {
+		var s StoredResult
+		var at int64
+		if err := rows.Scan(&s.SOPInstanceUID, &s.SOPClassUID, &s.Kind, &s.Revision, &s.ModelSHA256, &s.ForDiagnosis,
+			&at, &s.ResultSeriesUID, &s.StudyInstanceUID); err != nil {
+			return nil, fmt.Errorf("index: superseded results: %w", err)
+		}
+		s.SeriesInstanceUID, s.CreatedAt = seriesUID, fromMicros(at)
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
