@@ -205,10 +205,7 @@ func selected(src *Source, refs []Reference) ([]Reference, error) {
 	}
 	seen := make(map[string]bool, len(refs))
 	out := make([]Reference, 0, len(refs))
-	for _, r := range refs {
-		if r.StudyInstanceUID == "" {
-			r.StudyInstanceUID = src.StudyInstanceUID
-		}
+	for _, r := range inStudy(src, refs) {
 		switch {
 		case r.SeriesInstanceUID == "" || r.SOPClassUID == "" || r.SOPInstanceUID == "":
 			return nil, fmt.Errorf("%w: reference %+v lacks a series, SOP class or SOP instance UID", ErrResult, r)
@@ -222,6 +219,18 @@ func selected(src *Source, refs []Reference) ([]Reference, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// inStudy returns refs with an empty StudyInstanceUID set to the source's.
+func inStudy(src *Source, refs []Reference) []Reference {
+	out := make([]Reference, len(refs))
+	for i, r := range refs {
+		if r.StudyInstanceUID == "" {
+			r.StudyInstanceUID = src.StudyInstanceUID
+		}
+		out[i] = r
+	}
+	return out
 }
 
 // hierarchy groups references by study and series, in the order first seen

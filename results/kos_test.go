@@ -36,7 +36,9 @@ func writeKOSObjects(t *testing.T) *kosObjects {
 	w2.UIDs = HashUIDs{Seed: bc.src.SeriesInstanceUID + "|rev2|" + bc.res.Model.SHA256}
 	o.rejectedByKind = []Reference{o.seg1.Reference(bc.src), o.sr1.Reference(bc.src)}
 	x2 := *bc.extras
-	x2.Replaces = []Reference{o.sr1.Reference(bc.src)}
+	pred := o.sr1.Reference(bc.src)
+	pred.StudyInstanceUID = "" // the source's study
+	x2.Replaces = []Reference{pred}
 	if o.seg2, o.sr2, err = w2.Write(bc.src, bc.res, &x2); err != nil {
 		t.Fatal(err)
 	}

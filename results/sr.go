@@ -18,7 +18,8 @@ type Extras struct {
 	// uncertainty (TID 310). Ears without a value get no such property.
 	VolumeSpreadMM3 map[analysis.Laterality]float64
 	// Replaces are the SRs of earlier revisions that this report supersedes,
-	// written as its Predecessor Documents Sequence (PS3.3 C.17.2).
+	// written as its Predecessor Documents Sequence (PS3.3 C.17.2); an
+	// empty StudyInstanceUID means the source's study.
 	Replaces []Reference
 }
 
@@ -229,7 +230,7 @@ func (w *Writer) SR(src *Source, res *analysis.Result, seg *SEG, x *Extras) (*SR
 	d.set(tag.VerificationFlag, "UNVERIFIED")
 	d.seq(tag.CurrentRequestedProcedureEvidenceSequence, evidence(src, seg))
 	if x != nil && len(x.Replaces) > 0 {
-		d.seq(tag.PredecessorDocumentsSequence, hierarchy(x.Replaces)...)
+		d.seq(tag.PredecessorDocumentsSequence, hierarchy(inStudy(src, x.Replaces))...)
 	}
 
 	groups, err := w.measurementGroups(src, res, seg, x)
