@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -32,26 +31,12 @@ List the most recent analyses from the node's database, newest first: one row
 per ear with status, flag, inner-ear volume and TTA uncertainty.`)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if fs.NArg() > 0 || *limit < 1 {
-		return fmt.Errorf("%w: want no arguments and -n >= 1", errUsage)
-	}
-	cfg := config.Default()
-	if *file != "" {
-		if err := cfg.LoadFile(*file); err != nil {
-			return err
-		}
-	}
-	if err := cfg.ApplyEnv(os.Environ()); err != nil {
+	cfg, err := parseNodeConfig(fs, args, file, apply)
+	if err != nil {
 		return err
 	}
-	if err := apply(&cfg); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	if *limit < 1 {
+		return fmt.Errorf("%w: -n must be >= 1", errUsage)
 	}
 	if cfg.Database == "" {
 		if _, err := os.Stat(cfg.DataPath("index.db")); err != nil {

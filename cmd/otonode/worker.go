@@ -49,26 +49,9 @@ C-GET otherwise. Settings as for serve (worker.* in the YAML file, OTONODE_*
 variables, flags).`)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	cfg := config.Default()
-	if *file != "" {
-		if err := cfg.LoadFile(*file); err != nil {
-			return err
-		}
-	}
-	if err := cfg.ApplyEnv(os.Environ()); err != nil {
+	cfg, err := parseNodeConfig(fs, args, file, apply)
+	if err != nil {
 		return err
-	}
-	if err := apply(&cfg); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if *natsURL != "" {
 		cfg.NATS.URL = *natsURL
@@ -161,6 +144,34 @@ variables, flags).`)
 		return nil
 	}
 	return err
+}
+
+// parseNodeConfig parses a command line without positional arguments and
+// builds the node's configuration from the defaults, the YAML file, the
+// environment and the flags, in that order.
+func parseNodeConfig(fs *flag.FlagSet, args []string, file *string, apply func(*config.Config) error) (config.Config, error) {
+	cfg := config.Default()
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if *file != "" {
+		if err := cfg.LoadFile(*file); err != nil {
+			return cfg, err
+		}
+	}
+	if err := cfg.ApplyEnv(os.Environ()); err != nil {
+		return cfg, err
+	}
+	if err := apply(&cfg); err != nil {
+		return cfg, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return cfg, nil
 }
 
 // openIndex opens the node's database: PostgreSQL, or the node's SQLite file
