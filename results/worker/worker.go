@@ -292,7 +292,10 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 		w.retry(ctx, msg, key, delivered, err, log)
 		return
 	}
-	if err := w.finish(ctx, job, key, out); err != nil {
+	// The results are at the node: record them even when shutting down.
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer fcancel()
+	if err := w.finish(fctx, job, key, out); err != nil {
 		if errors.Is(err, index.ErrClaimed) || errors.Is(err, index.ErrFinished) || errors.Is(err, index.ErrState) {
 			log.Warn("analysis not recorded: the claim or revision changed meanwhile", "err", err)
 			msg.Ack()
@@ -312,7 +315,7 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	log.Info("analysis finished", "outcome", out.outcome, "ears", len(out.res.Ears), "seg", out.segUID, "sr", out.srUID,
 		"seconds", w.Now().Sub(start).Seconds())
-	if err := msg.DoubleAck(ctx); err != nil {
+	if err := msg.DoubleAck(fctx); err != nil {
 		// The claim is finished: a redelivery is acknowledged at once.
 		log.Warn("acknowledging the job failed", "err", err)
 	}
