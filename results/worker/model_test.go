@@ -97,4 +97,3 @@ func deref(p *float64) float64 {
 	}
 	return *p
 }
-
