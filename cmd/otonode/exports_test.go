@@ -178,7 +178,7 @@ func TestExportOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(opt.Destinations) != 2 || opt.MaxAttempts != 12 || opt.PollInterval != time.Second {
+	if len(opt.Destinations) != 2 || opt.MaxAttempts != 12 || opt.PollInterval != time.Second || opt.Decompress == nil {
 		t.Fatalf("options %+v", opt)
 	}
 	demo, pacs := opt.Destinations[0], opt.Destinations[1]

@@ -12,6 +12,7 @@ import (
 	"github.com/otonode/otonode/results/export"
 	"github.com/otonode/otonode/scp"
 	"github.com/otonode/otonode/scp/config"
+	"github.com/otonode/otonode/scp/qr"
 )
 
 // addExporter registers the exporter (results/export) with the node: it
@@ -44,7 +45,7 @@ func exportOptions(cfg config.Config) (export.Options, error) {
 		return export.Options{}, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	opt := export.Options{PollInterval: ec.PollInterval, BatchSize: ec.BatchSize, MaxAttempts: ec.MaxAttempts,
-		BackoffBase: ec.BackoffBase, BackoffMax: ec.BackoffMax, Timeout: ec.Timeout}
+		BackoffBase: ec.BackoffBase, BackoffMax: ec.BackoffMax, Timeout: ec.Timeout, Decompress: qr.Decompress}
 	for _, name := range ec.Names() {
 		d := ec.Destinations[name]
 		calling := d.CallingAETitle

@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
@@ -71,6 +72,11 @@ type Options struct {
 	// poll; the node wakes the exporter for each result it indexes, and
 	// this interval catches results indexed by other nodes.
 	PlanInterval time.Duration
+	// Decompress, when set, turns a stored data set in a compressed
+	// transfer syntax into explicit VR little endian for a destination
+	// that accepts the SOP class only uncompressed (cmd passes
+	// scp/qr.Decompress). Without it such an object fails.
+	Decompress func(r io.Reader, transferSyntax string) (io.Reader, error)
 }
 
 func (o Options) withDefaults() Options {

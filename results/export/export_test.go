@@ -1,10 +1,13 @@
 package export
 
 import (
+	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -17,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/otonode/otonode/dimse"
 	"github.com/otonode/otonode/store/index"
 )
 
@@ -367,4 +371,86 @@ func TestExportToFolder(t *testing.T) {
 			t.Errorf("broken folder rows %+v", broken)
 		}
 	})
+}
+
+// TestExportDecompresses: a source slice stored deflated goes to a
+// storescp that takes only uncompressed syntaxes, decompressed, when the
+// exporter has a Decompress; without one it fails and is retried.
+func TestExportDecompresses(t *testing.T) {
+	ctx := context.Background()
+	var lastSCPDir string
+	idx := openIndex(t, "sqlite")()
+	n := newNode(t, idx)
+	const source, slice = "1.2.826.0.1.7.8.1", "1.2.826.0.1.7.8.1.1"
+	n.storeDeflated("1.2.826.0.1.7", source, slice, ctStorage, "CT", 1)
+	n.result(source, "1.2.826.0.1.7.8.9.1", segStorage, index.KindSEG, true)
+	inflate := func(r io.Reader, ts string) (io.Reader, error) {
+		if ts != "1.2.840.10008.1.2.1.99" {
+			return nil, fmt.Errorf("cannot decompress %s", ts)
+		}
+		return flate.NewReader(r), nil
+	}
+	for _, tt := range []struct {
+		name       string
+		decompress func(io.Reader, string) (io.Reader, error)
+		want       int
+	}{{"without Decompress", nil, 0}, {"with Decompress", inflate, 1}} {
+		pacs := newStoreSCP(t, "PACS", freePort(t))
+		lastSCPDir = pacs.dir
+		pacs.start() // default: uncompressed transfer syntaxes only
+		d := dest("pacs", pacs)
+		d.Sources = true
+		ex, err := New(idx, n.files, Options{Destinations: []Destination{d}, Decompress: tt.decompress}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportPending})
+		var ids []int64
+		for _, r := range rows {
+			ids = append(ids, r.ID)
+		}
+		idx.DeferExports(ctx, ids, time.Now()) // due now, whatever the last failure said
+		if err := ex.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got := pacs.received()[slice]
+		if got != tt.want {
+			t.Errorf("%s: the deflated slice arrived %d times, want %d", tt.name, got, tt.want)
+		}
+		if tt.want == 0 {
+			r, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportPending})
+			if len(r) != 1 || r[0].SOPInstanceUID != slice || !strings.Contains(r[0].LastError, "no accepted presentation context") {
+				t.Errorf("%s: pending %+v", tt.name, r)
+			}
+		}
+	}
+	rows, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportSent})
+	if len(rows) != 2 {
+		t.Fatalf("sent %+v", rows)
+	}
+	// What arrived is the data set, inflated: storescp read it whole and
+	// wrote it in the syntax it received.
+	want := dataSet("1.2.826.0.1.7", source, slice, ctStorage, "CT", 1)
+	found := false
+	filepath.WalkDir(lastSCPDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		br := bufio.NewReader(f)
+		fm, err := dimse.ReadFileMeta(br)
+		if err != nil || fm.MediaStorageSOPInstanceUID != slice {
+			return nil
+		}
+		body, _ := io.ReadAll(br)
+		found = fm.TransferSyntaxUID == dimse.ExplicitVRLittleEndian && bytes.Equal(body, want)
+		return nil
+	})
+	if !found {
+		t.Error("the slice did not arrive as the inflated data set in explicit VR little endian")
+	}
 }

@@ -3,6 +3,7 @@ package export
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -164,9 +165,33 @@ func element(b []byte, group, elem uint16, vr, v string) []byte {
 }
 
 // storeInstance stores a minimal instance through store.Ingest, as the
-// node's C-STORE SCP does.
+// node's C-STORE SCP does, in explicit VR little endian.
 func (n *node) storeInstance(study, series, sop, class, modality string, number int) {
 	n.t.Helper()
+	n.store(dataSet(study, series, sop, class, modality, number), sop, class, dimse.ExplicitVRLittleEndian)
+}
+
+// storeDeflated stores a minimal instance in deflated explicit VR little
+// endian (PS3.5 A.5: the data set is one raw deflate stream).
+func (n *node) storeDeflated(study, series, sop, class, modality string, number int) {
+	n.t.Helper()
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.BestCompression)
+	w.Write(dataSet(study, series, sop, class, modality, number))
+	w.Close()
+	n.store(b.Bytes(), sop, class, dimse.DeflatedExplicitVRLittleEndian)
+}
+
+func (n *node) store(ds []byte, sop, class, ts string) {
+	n.t.Helper()
+	_, err := n.ingest.Store(context.Background(), bytes.NewReader(ds),
+		files.Meta{SOPClassUID: class, SOPInstanceUID: sop, TransferSyntaxUID: ts, SourceAETitle: "TEST"})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+func dataSet(study, series, sop, class, modality string, number int) []byte {
 	var ds []byte
 	ds = element(ds, 0x0008, 0x0016, "UI", class)
 	ds = element(ds, 0x0008, 0x0018, "UI", sop)
@@ -175,12 +200,7 @@ func (n *node) storeInstance(study, series, sop, class, modality string, number 
 	ds = element(ds, 0x0010, 0x0020, "LO", "EXP-1")
 	ds = element(ds, 0x0020, 0x000D, "UI", study)
 	ds = element(ds, 0x0020, 0x000E, "UI", series)
-	ds = element(ds, 0x0020, 0x0013, "IS", strconv.Itoa(number))
-	_, err := n.ingest.Store(context.Background(), bytes.NewReader(ds),
-		files.Meta{SOPClassUID: class, SOPInstanceUID: sop, TransferSyntaxUID: dimse.ExplicitVRLittleEndian, SourceAETitle: "TEST"})
-	if err != nil {
-		n.t.Fatal(err)
-	}
+	return element(ds, 0x0020, 0x0013, "IS", strconv.Itoa(number))
 }
 
 // result records a result object as the worker does, then stores it.

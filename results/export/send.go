@@ -111,8 +111,19 @@ func (e *Exporter) storeOne(ctx context.Context, a *dimse.Association, r index.E
 	if fm.MediaStorageSOPInstanceUID != r.SOPInstanceUID {
 		return fmt.Errorf("%w %s holds %s, not %s", errFile, r.Location, fm.MediaStorageSOPInstanceUID, r.SOPInstanceUID)
 	}
-	rsp, err := a.Store(ctx, dimse.Instance{SOPClassUID: fm.MediaStorageSOPClassUID, SOPInstanceUID: fm.MediaStorageSOPInstanceUID,
-		TransferSyntaxUID: fm.TransferSyntaxUID, DataSet: br})
+	inst := dimse.Instance{SOPClassUID: fm.MediaStorageSOPClassUID, SOPInstanceUID: fm.MediaStorageSOPInstanceUID,
+		TransferSyntaxUID: fm.TransferSyntaxUID, DataSet: br}
+	rsp, err := a.Store(ctx, inst)
+	if errors.Is(err, dimse.ErrNoContext) && e.opt.Decompress != nil && fm.TransferSyntaxUID != dimse.ExplicitVRLittleEndian &&
+		fm.TransferSyntaxUID != dimse.ImplicitVRLittleEndian {
+		// Store sent nothing: the data set is still unread.
+		native, derr := e.opt.Decompress(br, fm.TransferSyntaxUID)
+		if derr != nil {
+			return fmt.Errorf("%w; decompressing: %w", err, derr)
+		}
+		inst.TransferSyntaxUID, inst.DataSet = dimse.ExplicitVRLittleEndian, native
+		rsp, err = a.Store(ctx, inst)
+	}
 	if err == nil && rsp != nil && rsp.Status.Class() == dimse.ClassWarning {
 		e.log.Warn("export C-STORE warning", "sop_instance_uid", r.SOPInstanceUID, "series_instance_uid", r.SeriesInstanceUID,
 			"status", rsp.Status, "comment", rsp.ErrorComment)
