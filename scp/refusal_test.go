@@ -100,6 +100,10 @@ func TestRefusals(t *testing.T) {
 	if inst, err := n.Index.Instances(context.Background(), s.Series); err != nil || len(inst) != 1 {
 		t.Fatalf("indexed %d, %v", len(inst), err)
 	}
+	// Instance files follow their durable segment record in the background.
+	if err := n.Files.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	matches, _ := filepath.Glob(filepath.Join(n.Files.Dir(), "*", "*", "*"))
 	if len(matches) != 1 {
 		t.Fatalf("files on disk: %v", matches)

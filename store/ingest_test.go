@@ -309,7 +309,11 @@ func TestCorpus(t *testing.T) {
 		switch {
 		case err == nil:
 			stored++
-			got, _ := os.ReadFile(filepath.Join(data, st.Location))
+			var got []byte
+			if f, err := fs.Open(ctx, st.Location); err == nil { // waits for the file
+				got, _ = io.ReadAll(f)
+				f.Close()
+			}
 			if !bytes.HasSuffix(got, ds) {
 				t.Errorf("%s: stored data set differs", p)
 			}

@@ -9,11 +9,9 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +53,7 @@ type journal struct {
 	closed     bool
 	err        error         // the materialiser's last failure, nil after a success
 	idle       chan struct{} // closed when the materialiser stops
+	prep       preparing
 	kick       chan struct{} // wakes a waiting materialiser
 	urgent     int           // callers waiting for files
 	lastCommit time.Time
@@ -71,7 +70,8 @@ type segment struct {
 	queued   []*entry // committed, past the mark, not yet with the materialiser
 	inflight int      // entries the materialiser is working on
 	sealed   bool     // full (or failed): no writer takes it until it starts over
-	held     bool     // a writer has it
+	held     bool     // a writer (or the preparer) has it
+	written  int64    // blocks before this offset are written (not unwritten extents)
 }
 
 // entry is one instance committed to a segment (or being committed).
@@ -158,7 +158,7 @@ func (j *journal) recover(ctx context.Context, name string) error {
 		}
 		return nil
 	}
-	s := &segment{f: f, epoch: h.epoch, hdr: h}
+	s := &segment{f: f, epoch: h.epoch, hdr: h, written: max(h.written, segDataStart)}
 	ents, err := scanSegment(f, h, j.l.checkFileLocation)
 	if err != nil {
 		f.Close()
@@ -206,17 +206,19 @@ func (j *journal) create() (*segment, error) {
 	if s.epoch, err = newEpoch(); err != nil {
 		return fail("segment epoch", err)
 	}
-	s.hdr = segHeader{seq: 1, epoch: s.epoch, mark: segDataStart}
+	s.hdr = segHeader{seq: 1, epoch: s.epoch, mark: segDataStart, written: segDataStart}
 	if _, err := f.WriteAt(s.hdr.encode(), slotSize); err != nil {
 		return fail("write segment header", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fail("fsync segment", err)
+	if j.sync() {
+		if err := f.Sync(); err != nil {
+			return fail("fsync segment", err)
+		}
+		if err := j.l.fs.SyncDir(j.dir); err != nil {
+			return fail("fsync segment directory", err)
+		}
 	}
-	if err := j.l.fs.SyncDir(j.dir); err != nil {
-		return fail("fsync segment directory", err)
-	}
-	s.end = segDataStart
+	s.end, s.written = segDataStart, segDataStart
 	return s, nil
 }
 
@@ -228,16 +230,21 @@ func (j *journal) restart(s *segment) error {
 		if err := s.f.Truncate(j.size); err != nil {
 			return storageErr("truncate segment", err)
 		}
-		if err := s.f.Sync(); err != nil {
-			return storageErr("fsync segment", err)
+		if j.sync() {
+			if err := s.f.Sync(); err != nil {
+				return storageErr("fsync segment", err)
+			}
 		}
 	}
 	e, err := newEpoch()
 	if err != nil {
 		return err
 	}
-	h := segHeader{seq: s.hdr.seq + 1, epoch: e, mark: segDataStart}
-	if err := writeSegHeader(s.f, h); err != nil {
+	j.mu.Lock()
+	written := min(s.written, j.size)
+	j.mu.Unlock()
+	h := segHeader{seq: s.hdr.seq + 1, epoch: e, mark: segDataStart, written: written}
+	if err := j.writeHeader(s.f, h); err != nil {
 		return storageErr("write segment header", err)
 	}
 	s.hdr, s.epoch = h, e
@@ -245,6 +252,26 @@ func (j *journal) restart(s *segment) error {
 	s.end, s.sealed = segDataStart, false
 	j.mu.Unlock()
 	return nil
+}
+
+// sync is false with Options.NoSync: the same path without its fsyncs,
+// to measure what durability costs.
+func (j *journal) sync() bool { return !j.l.opt.NoSync }
+
+func (j *journal) datasync(f File) error {
+	if !j.sync() {
+		return nil
+	}
+	return datasync(f)
+}
+
+// writeHeader writes h into the slot the current header is not in and
+// makes it durable.
+func (j *journal) writeHeader(f File, h segHeader) error {
+	if _, err := f.WriteAt(h.encode(), int64(h.seq%2)*slotSize); err != nil {
+		return err
+	}
+	return j.datasync(f)
 }
 
 // take gives the caller a segment to write one record into: an idle one,
@@ -258,8 +285,16 @@ func (j *journal) take() (*segment, error) {
 			return nil, ErrClosed
 		}
 		if n := len(j.free); n > 0 {
-			s := j.free[n-1]
-			j.free = j.free[:n-1]
+			// The most recently used written one, else the last.
+			i := n - 1
+			for k := n - 1; k >= 0; k-- {
+				if j.free[k].written >= j.size {
+					i = k
+					break
+				}
+			}
+			s := j.free[i]
+			j.free = append(j.free[:i], j.free[i+1:]...)
 			s.held = true
 			j.mu.Unlock()
 			return s, nil
@@ -295,6 +330,17 @@ func (j *journal) take() (*segment, error) {
 func (j *journal) give(s *segment) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	// A stream that got a quarter into a segment is worth preparing for.
+	if !j.prep.started && s.end-segDataStart > j.size/4 {
+		j.prep.started = true
+	}
+	j.giveLocked(s)
+	if len(j.free) < spareSegments || j.writtenFreeLocked() < len(j.free) {
+		j.prepareLocked()
+	}
+}
+
+func (j *journal) giveLocked(s *segment) {
 	s.held = false
 	if s.end >= j.size {
 		s.sealed = true
@@ -363,7 +409,7 @@ func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) 
 		_, err = s.f.WriteAt(b, off)
 	}
 	if err == nil {
-		err = datasync(s.f)
+		err = j.datasync(s.f)
 	}
 	if err != nil {
 		// Best effort: a header that reached the disk must not make the
@@ -456,260 +502,10 @@ func (j *journal) commit(e *entry, err error) {
 	e.at = time.Now()
 	j.lastCommit = e.at
 	s.end = e.end
+	s.written = max(s.written, e.end)
 	s.queued = append(s.queued, e)
 	close(e.synced)
 	j.wakeLocked()
-}
-
-// wakeLocked starts the materialiser, or makes a waiting one look again.
-func (j *journal) wakeLocked() {
-	if j.running {
-		select {
-		case j.kick <- struct{}{}:
-		default:
-		}
-		return
-	}
-	j.running = true
-	j.idle = make(chan struct{})
-	go j.run()
-}
-
-// dueLocked says whether the materialiser should work now, and if not,
-// how long it may wait.
-func (j *journal) dueLocked(now time.Time) (bool, time.Duration) {
-	if j.closed || j.urgent > 0 {
-		return true, 0
-	}
-	if left := len(j.free) + maxSegments - len(j.all) - j.creating; left*4 <= maxSegments {
-		return true, 0
-	}
-	wait := idleDelay - now.Sub(j.lastCommit)
-	for _, s := range j.all {
-		if len(s.queued) > 0 {
-			wait = min(wait, maxDelay-now.Sub(s.queued[0].at))
-		}
-	}
-	return wait <= 0, wait
-}
-
-// retryDelay is how long the materialiser waits after a failure.
-const retryDelay = time.Second
-
-// run materialises queued records in batches and starts drained full
-// segments over, when due, until there is nothing left to do.
-func (j *journal) run() {
-	for {
-		j.mu.Lock()
-		if due, wait := j.dueLocked(time.Now()); !due {
-			j.mu.Unlock()
-			t := time.NewTimer(wait)
-			select {
-			case <-j.kick:
-			case <-t.C:
-			}
-			t.Stop()
-			continue
-		}
-		var batch []*entry
-		var drained []*segment
-		for _, s := range j.all {
-			switch {
-			case len(s.queued) > 0:
-				batch = append(batch, s.queued...)
-				s.inflight += len(s.queued)
-				s.queued = nil
-			case s.sealed && !s.held && s.inflight == 0:
-				drained = append(drained, s)
-			}
-		}
-		if len(batch) == 0 && len(drained) == 0 {
-			j.running = false
-			close(j.idle)
-			j.mu.Unlock()
-			return
-		}
-		j.mu.Unlock()
-		err := j.materialise(context.Background(), batch)
-		for _, s := range drained {
-			if err == nil {
-				err = j.restart(s)
-				if err == nil {
-					j.mu.Lock()
-					j.free = append(j.free, s)
-					j.cond.Broadcast()
-					j.mu.Unlock()
-				}
-			}
-		}
-		j.mu.Lock()
-		j.err = err
-		j.cond.Broadcast() // writers waiting for a segment see the error
-		for _, e := range batch {
-			e.seg.inflight--
-		}
-		if err != nil {
-			// Back to the front of their queues, in order, for another try.
-			for i := len(batch) - 1; i >= 0; i-- {
-				e := batch[i]
-				if e.seg.hdr.mark < e.end {
-					e.seg.queued = append([]*entry{e}, e.seg.queued...)
-				}
-			}
-		}
-		for _, e := range batch {
-			if e.seg.hdr.mark >= e.end && j.pending[e.rec.loc] == e {
-				delete(j.pending, e.rec.loc)
-				close(e.done)
-			}
-		}
-		stop := err != nil && j.closed
-		if stop {
-			j.running = false
-			close(j.idle)
-		}
-		j.mu.Unlock()
-		if stop {
-			return
-		}
-		if err != nil {
-			time.Sleep(retryDelay)
-		}
-	}
-}
-
-// materialise writes the records of ents (in segment order) to their
-// files, makes the files and their directories durable, and then moves
-// each segment's mark past its records.
-func (j *journal) materialise(ctx context.Context, ents []*entry) error {
-	l := j.l
-	var files []File
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	dirs := map[string]bool{}
-	buf := make([]byte, copyBufSize)
-	for _, e := range ents {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		study, _, _ := strings.Cut(e.rec.loc, "/")
-		for _, d := range []string{study, path.Dir(e.rec.loc)} {
-			p := l.path(d)
-			err := l.fs.Mkdir(p)
-			switch {
-			case err == nil:
-				dirs[filepath.Dir(p)] = true
-			case !errors.Is(err, fs.ErrExist):
-				return storageErr("create series directory", err)
-			}
-		}
-		dirs[l.path(path.Dir(e.rec.loc))] = true
-		// Written aside and renamed into place, so that a reader of the
-		// directory never sees part of a file. The location is this
-		// record's alone; anything there is an earlier try of it.
-		f, err := l.fs.CreateTemp(filepath.Join(l.root, tmpDir), "*.part")
-		if err != nil {
-			return storageErr("create instance file", err)
-		}
-		files = append(files, f)
-		src := io.NewSectionReader(e.seg.f, e.off+recHeaderSize, e.rec.size)
-		if n, err := io.CopyBuffer(struct{ io.Writer }{f}, src, buf); err != nil || n != e.rec.size {
-			l.fs.Remove(f.Name())
-			return storageErr("write instance file", errors.Join(err, fmt.Errorf("%d of %d bytes", n, e.rec.size)))
-		}
-		if err := l.fs.Rename(f.Name(), l.path(e.rec.loc)); err != nil {
-			l.fs.Remove(f.Name())
-			return storageErr("rename instance file", err)
-		}
-		startWriteback(f)
-	}
-	for _, f := range files {
-		if err := f.Sync(); err != nil {
-			return storageErr("fsync instance file", err)
-		}
-	}
-	for _, d := range slices.Sorted(maps.Keys(dirs)) {
-		if err := l.fs.SyncDir(d); err != nil {
-			return storageErr("fsync directory", err)
-		}
-	}
-	// Each segment's mark goes to the end of its last record here.
-	marks := map[*segment]int64{}
-	var order []*segment
-	for _, e := range ents {
-		if _, ok := marks[e.seg]; !ok {
-			order = append(order, e.seg)
-		}
-		marks[e.seg] = max(marks[e.seg], e.end)
-	}
-	for _, s := range order {
-		h := s.hdr
-		h.seq++
-		h.mark = marks[s]
-		if err := writeSegHeader(s.f, h); err != nil {
-			return storageErr("write segment mark", err)
-		}
-		j.mu.Lock()
-		s.hdr = h
-		j.mu.Unlock()
-	}
-	return nil
-}
-
-// wait returns once the instance at loc is not pending, a durable file.
-func (j *journal) wait(ctx context.Context, loc string) error {
-	j.mu.Lock()
-	e := j.pending[loc]
-	if e == nil {
-		j.mu.Unlock()
-		return nil
-	}
-	j.hurryLocked()
-	j.mu.Unlock()
-	defer j.unhurry()
-	select {
-	case <-e.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// hurryLocked makes the materialiser work now, until unhurry.
-func (j *journal) hurryLocked() {
-	j.urgent++
-	j.wakeLocked()
-}
-
-func (j *journal) unhurry() {
-	j.mu.Lock()
-	j.urgent--
-	j.mu.Unlock()
-}
-
-// flush waits until every instance committed so far is a durable file.
-func (j *journal) flush(ctx context.Context) error {
-	j.mu.Lock()
-	var wait []*entry
-	for _, e := range j.pending {
-		wait = append(wait, e)
-	}
-	if len(wait) > 0 {
-		j.hurryLocked()
-		defer j.unhurry()
-	}
-	j.mu.Unlock()
-	for _, e := range wait {
-		select {
-		case <-e.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
 }
 
 // close refuses further puts, waits for the materialiser and closes the
@@ -724,9 +520,13 @@ func (j *journal) close() error {
 	if running {
 		j.wakeLocked()
 	}
+	prep := j.prep
 	j.mu.Unlock()
 	if running {
 		<-idle
+	}
+	if prep.running {
+		<-prep.done
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

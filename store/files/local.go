@@ -12,8 +12,9 @@
 // A durable Put writes the instance into a segment with one fdatasync and
 // returns; its file is written and made durable in the background (see
 // journal). Open and Remove of such a pending location wait for the file;
-// Walk sees files only. With NoSync, Put stages and links the file
-// directly (Stage, Commit).
+// Walk sees files only. Stage and Commit write one file directly
+// (staging file, fsync, link, directory fsync): the way Put worked before
+// segments, kept for callers that want a file at once.
 //
 // UIDs are validated before they become path elements (CleanUID), so no
 // name can leave the data directory.
@@ -73,7 +74,7 @@ type Local struct {
 	fs   FS
 	opt  Options
 	used atomic.Int64 // bytes of instance files, kept only with a quota
-	j    *journal     // the durable Put; nil with NoSync
+	j    *journal     // Put's segments
 }
 
 const tmpDir = "tmp"
@@ -102,10 +103,8 @@ func Open(ctx context.Context, dir string, opt Options) (*Local, error) {
 			return nil, fmt.Errorf("files: remove stale staging file: %w", err)
 		}
 	}
-	if !opt.NoSync {
-		if l.j, err = openJournal(ctx, l); err != nil {
-			return nil, err
-		}
+	if l.j, err = openJournal(ctx, l); err != nil {
+		return nil, err
 	}
 	if opt.MaxBytes > 0 {
 		n, err := l.usage(ctx)
@@ -458,30 +457,18 @@ type Reader interface {
 type Locator func(r io.ReaderAt, offset, size int64) (studyUID, seriesUID string, err error)
 
 // Put is the whole durable write of one instance: written to a segment
-// and fdatasynced (NoSync: Stage, locate, Commit). When it returns, the
-// instance survives a crash. Whatever fails, nothing half-written
-// remains.
+// and fdatasynced; its own file follows in the background. When it
+// returns, the instance survives a crash (NoSync: the same without
+// fsyncs). Whatever fails, nothing half-written remains.
 func (l *Local) Put(ctx context.Context, r io.Reader, m Meta, locate Locator) (Stored, error) {
-	if l.j != nil {
-		m, err := m.Clean()
-		if err != nil {
-			return Stored{}, err
-		}
-		if err := l.Admit(ctx); err != nil {
-			return Stored{}, err
-		}
-		return l.j.put(ctx, r, m, locate)
-	}
-	s, err := l.Stage(ctx, r, m)
+	m, err := m.Clean()
 	if err != nil {
 		return Stored{}, err
 	}
-	defer s.Discard()
-	study, series, err := locate(s, s.dataOffset, s.size)
-	if err != nil {
+	if err := l.Admit(ctx); err != nil {
 		return Stored{}, err
 	}
-	return l.Commit(ctx, s, study, series)
+	return l.j.put(ctx, r, m, locate)
 }
 
 // Open opens a stored instance file for reading.
@@ -529,32 +516,17 @@ func (l *Local) Remove(ctx context.Context, loc string) error {
 }
 
 // wait returns when loc is not pending in a segment.
-func (l *Local) wait(ctx context.Context, loc string) error {
-	if l.j == nil {
-		return nil
-	}
-	return l.j.wait(ctx, loc)
-}
+func (l *Local) wait(ctx context.Context, loc string) error { return l.j.wait(ctx, loc) }
 
 // Flush waits until every instance Put has returned so far is a durable
 // file of its own, for readers that go to the files directly (a worker
 // beside the node reading the data directory).
-func (l *Local) Flush(ctx context.Context) error {
-	if l.j == nil {
-		return nil
-	}
-	return l.j.flush(ctx)
-}
+func (l *Local) Flush(ctx context.Context) error { return l.j.flush(ctx) }
 
 // Close waits for the instances in segments to be written to their files
 // and releases the segments; Put fails after it. What could not be written
 // is written by the next Open.
-func (l *Local) Close() error {
-	if l.j == nil {
-		return nil
-	}
-	return l.j.close()
-}
+func (l *Local) Close() error { return l.j.close() }
 
 // ParseFileName is the inverse of FileName.
 func ParseFileName(name string) (sopInstanceUID string, version int, ok bool) {
