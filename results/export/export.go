@@ -116,8 +116,10 @@ type Exporter struct {
 
 	wakes []chan struct{}
 
-	mu   sync.Mutex
-	held map[string]bool // destination + SOP instance already logged as held
+	mu sync.Mutex
+	// heldSince is, per destination, the receipt time of the newest held
+	// result already logged: older ones are not logged again.
+	heldSince map[string]time.Time
 }
 
 // New checks the options and registers the metrics on reg (nil: none).
@@ -136,7 +138,8 @@ func New(idx *index.Index, f Files, opt Options, reg prometheus.Registerer, log 
 		}
 		seen[d.Name] = true
 	}
-	e := &Exporter{idx: idx, files: f, opt: opt, log: log, metrics: NewMetrics(reg), now: time.Now, held: map[string]bool{}}
+	e := &Exporter{idx: idx, files: f, opt: opt, log: log, metrics: NewMetrics(reg), now: time.Now,
+		heldSince: map[string]time.Time{}}
 	for range opt.Destinations {
 		e.wakes = append(e.wakes, make(chan struct{}, 1))
 	}
@@ -268,42 +271,45 @@ func (e *Exporter) backoff(n int) time.Duration {
 }
 
 // logHeld logs, once per process, each result held from d and why,
-// grouped by the analysed series.
+// grouped by the analysed series: those received since the newest one
+// logged before (at most 500 a look).
 func (e *Exporter) logHeld(ctx context.Context, d Destination) error {
 	held, err := e.idx.HeldExports(ctx, d.plan(), 500)
 	if err != nil {
 		return err
 	}
 	type group struct {
-		reason string
-		kinds  []string
+		series, reason string
+		kinds          []string
 	}
+	var groups []*group
 	bySeries := map[string]*group{}
-	var order []string
 	e.mu.Lock()
+	since, newest := e.heldSince[d.Name], e.heldSince[d.Name]
 	for _, h := range held {
-		key := d.Name + "\x00" + h.SOPInstanceUID
-		if e.held[key] {
+		if !h.ReceivedAt.After(since) {
 			continue
 		}
-		e.held[key] = true
-		g := bySeries[h.SeriesInstanceUID+"\x00"+h.Reason]
+		if h.ReceivedAt.After(newest) {
+			newest = h.ReceivedAt
+		}
+		key := h.SeriesInstanceUID + "\x00" + h.Reason
+		g := bySeries[key]
 		if g == nil {
-			g = &group{reason: h.Reason}
-			bySeries[h.SeriesInstanceUID+"\x00"+h.Reason] = g
-			order = append(order, h.SeriesInstanceUID+"\x00"+h.Reason)
+			g = &group{series: h.SeriesInstanceUID, reason: h.Reason}
+			bySeries[key] = g
+			groups = append(groups, g)
 		}
 		g.kinds = append(g.kinds, h.Kind)
 	}
+	e.heldSince[d.Name] = newest
 	e.mu.Unlock()
-	for _, k := range order {
-		g := bySeries[k]
-		series, _, _ := strings.Cut(k, "\x00")
+	for _, g := range groups {
 		why := "the model's manifest says not for diagnosis and the destination does not set allow_not_for_diagnosis"
 		if g.reason == index.HeldUnknownResult {
 			why = "the worker recorded no result_objects row, so nothing says whether it may be used for diagnosis"
 		}
-		e.log.Warn("results held from export", "destination", d.Name, "series_instance_uid", series,
+		e.log.Warn("results held from export", "destination", d.Name, "series_instance_uid", g.series,
 			"objects", len(g.kinds), "kinds", strings.Join(g.kinds, ","), "reason", why)
 	}
 	return nil

@@ -106,6 +106,16 @@ func TestExportDelivers(t *testing.T) {
 		if held() != 1 || pacs.associations() != 1 {
 			t.Errorf("second pass: held logged %d times, %d associations", held(), pacs.associations())
 		}
+		// A newly held result of another series is logged, the old one not
+		// again.
+		other := "1.2.826.0.1.7.1.2.8.1"
+		n.result("1.2.826.0.1.7.1.2", other, srStorage, index.KindSR, false)
+		if err := ex.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if c := strings.Count(logs.String(), `msg="results held from export" destination=pacs series_instance_uid=1.2.826.0.1.7.1.2 `); held() != 1 || c != 1 {
+			t.Errorf("held lines: first series %d, second %d\n%s", held(), c, logs.String())
+		}
 
 		// A restarted node (new exporter, new database handle) sends only
 		// what is new: a peer-review KOS arriving later.
@@ -119,13 +129,13 @@ func TestExportDelivers(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkReceived(t, pacs, counts(s.seg, kos))
-		checkReceived(t, archive, counts(append(s.ct, s.seg, s.sr, kos)...))
+		checkReceived(t, archive, counts(append(s.ct, s.seg, s.sr, kos, other)...))
 		sent, err := idx.Exports(ctx, index.ExportFilter{State: index.ExportSent})
-		if err != nil || len(sent) != 8 {
+		if err != nil || len(sent) != 9 { // the archive took the second series' SR too
 			t.Fatalf("%d sent rows, %v", len(sent), err)
 		}
 		for _, r := range sent {
-			if r.Attempts != 1 || r.SeriesInstanceUID != s.source || r.LastError != "" {
+			if r.Attempts != 1 || (r.SeriesInstanceUID != s.source) != (r.SOPInstanceUID == other) || r.LastError != "" {
 				t.Errorf("row %+v", r)
 			}
 		}

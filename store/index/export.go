@@ -115,6 +115,7 @@ type HeldExport struct {
 	SeriesInstanceUID string // the analysed series; the result's own when unknown
 	Kind              string
 	Reason            string
+	ReceivedAt        time.Time
 }
 
 // Reasons a result is held.
@@ -129,8 +130,8 @@ const (
 // result_objects row is missing.
 func (x *Index) HeldExports(ctx context.Context, p ExportPlan, limit int) ([]HeldExport, error) {
 	rows, err := x.db.QueryContext(ctx, x.q(`SELECT i.sop_instance_uid,
-		COALESCE(ro.series_instance_uid, i.series_instance_uid), COALESCE(ro.kind, ''), ro.sop_instance_uid IS NULL
-		FROM instances i LEFT JOIN result_objects ro ON ro.sop_instance_uid = i.sop_instance_uid
+		COALESCE(ro.series_instance_uid, i.series_instance_uid), COALESCE(ro.kind, ''), ro.sop_instance_uid IS NULL,
+		i.received_at FROM instances i LEFT JOIN result_objects ro ON ro.sop_instance_uid = i.sop_instance_uid
 		WHERE i.is_result AND i.deleted_at IS NULL AND (ro.sop_instance_uid IS NULL OR NOT (ro.for_diagnosis OR ?))
 		AND NOT EXISTS (SELECT 1 FROM exports e WHERE e.destination = ? AND e.sop_instance_uid = i.sop_instance_uid)
 		ORDER BY i.received_at DESC, i.sop_instance_uid LIMIT ?`), p.AllowNotForDiagnosis, p.Destination, limit)
@@ -143,9 +144,11 @@ func (x *Index) HeldExports(ctx context.Context, p ExportPlan, limit int) ([]Hel
 	for rows.Next() {
 		var h HeldExport
 		var unknown bool
-		if err := rows.Scan(&h.SOPInstanceUID, &h.SeriesInstanceUID, &h.Kind, &unknown); err != nil {
+		var at int64
+		if err := rows.Scan(&h.SOPInstanceUID, &h.SeriesInstanceUID, &h.Kind, &unknown, &at); err != nil {
 			return nil, fmt.Errorf("index: held exports: %w", err)
 		}
+		h.ReceivedAt = fromMicros(at)
 		if seen[h.SOPInstanceUID] { // another version of one instance
 			continue
 		}
