@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/otonode/otonode/dimse"
 	"github.com/otonode/otonode/scp/events"
@@ -46,7 +47,10 @@ func (w *Worker) input(ctx context.Context, job events.SeriesComplete, log *slog
 }
 
 // localFiles lists the revision's source instances from the index and
-// reports whether every file is readable here.
+// reports whether every file is readable here. The node makes an
+// instance's file shortly after it acknowledged the instance (files are
+// durable in a segment first), so a missing file is waited for a little
+// before the worker falls back to C-GET.
 func (w *Worker) localFiles(ctx context.Context, job events.SeriesComplete) ([]string, bool) {
 	dir := job.Source.DataDir
 	if w.DataDir != "" {
@@ -55,23 +59,37 @@ func (w *Worker) localFiles(ctx context.Context, job events.SeriesComplete) ([]s
 	if dir == "" || dir == "-" {
 		return nil, false
 	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, false
+	}
 	ins, err := w.Index.Instances(ctx, job.SeriesInstanceUID)
 	if err != nil || len(ins) == 0 {
 		return nil, false
 	}
 	var out []string
+	deadline := time.Now().Add(localWait)
 	for _, in := range ins {
 		if in.Result || in.Revision > job.Revision {
 			continue
 		}
 		p := filepath.Join(dir, filepath.FromSlash(in.Location))
-		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
-			return nil, false
+		for {
+			st, err := os.Stat(p)
+			if err == nil && st.Mode().IsRegular() {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return nil, false
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		out = append(out, p)
 	}
 	return out, len(out) > 0
 }
+
+// localWait is how long the worker waits for the node's files to appear.
+const localWait = 5 * time.Second
 
 // node returns the node's DICOM address: the job's, with the worker's
 // overrides.

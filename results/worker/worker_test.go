@@ -88,6 +88,9 @@ func TestAnalysisDone(t *testing.T) {
 			if s.State != index.Done || !strings.HasPrefix(s.Reason, "flagged") {
 				t.Fatalf("series %s %q", s.State, s.Reason)
 			}
+			if !strings.HasPrefix(fake.dirs[0], e.node.Source.DataDir) {
+				t.Errorf("analysed files in %s, not the node's files", fake.dirs[0])
+			}
 			ctx := context.Background()
 			rows, err := e.index.Analyses(ctx, series)
 			if err != nil || len(rows) != 1 {
@@ -199,6 +202,10 @@ func TestNewRevisionRejectsOldResults(t *testing.T) {
 // Instance UID under the node's instance folder).
 func storedFile(t *testing.T, e *env, sop string) []byte {
 	t.Helper()
+	// The node writes instance files in the background; flush them.
+	if err := e.node.Files.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	var loc string
 	filepath.WalkDir(e.node.Source.DataDir, func(path string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), sop+".") {
@@ -207,7 +214,8 @@ func storedFile(t *testing.T, e *env, sop string) []byte {
 		return nil
 	})
 	if loc == "" {
-		t.Fatalf("no file of %s under %s", sop, e.node.Source.DataDir)
+		ins, _ := e.index.HasInstance(context.Background(), sop, 1)
+		t.Fatalf("no file of %s under %s (indexed: %v)", sop, e.node.Source.DataDir, ins)
 	}
 	b, err := os.ReadFile(loc)
 	if err != nil {
