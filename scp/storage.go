@@ -62,7 +62,11 @@ func (s *Storage) store(w dimse.ResponseWriter, r *dimse.Request) {
 		if errors.As(err, &rf) {
 			reason := refusalReason(rf)
 			s.Metrics.Refusals.WithLabelValues(reason).Inc()
-			log.Warn("C-STORE refused", "status", dimse.Status(rf.Status()).String(), "reason", reason,
+			l := log
+			if rf.SeriesInstanceUID != "" {
+				l = log.With("series_instance_uid", rf.SeriesInstanceUID)
+			}
+			l.Warn("C-STORE refused", "status", dimse.Status(rf.Status()).String(), "reason", reason,
 				"comment", rf.Comment, "err", rf.Err)
 			w.SetErrorComment(rf.Comment)
 			w.WriteStatus(dimse.Status(rf.Status()))

@@ -69,12 +69,13 @@ func (g *Ingest) Store(ctx context.Context, r io.Reader, m files.Meta) (Stored, 
 	if err != nil {
 		return Stored{}, refusal(err)
 	}
-	var attrs *header.Attributes
+	var attrs, parsed *header.Attributes
 	locate := func(ra io.ReaderAt, off, size int64) (string, string, error) {
 		a, err := header.ParseDataSet(io.NewSectionReader(ra, off, size-off), m.TransferSyntaxUID, g.Limits)
 		if err != nil {
 			return "", "", err
 		}
+		parsed = a
 		if a.SOPInstanceUID != m.SOPInstanceUID || a.SOPClassUID != m.SOPClassUID {
 			return "", "", &Refusal{Kind: DataSetMismatch, Comment: "SOP class/instance UID differ from the command",
 				Err: fmt.Errorf("store: data set has SOP %s/%s, command %s/%s", a.SOPClassUID, a.SOPInstanceUID,
@@ -85,7 +86,12 @@ func (g *Ingest) Store(ctx context.Context, r io.Reader, m files.Meta) (Stored, 
 	}
 	st, err := g.Files.Put(ctx, r, m, locate)
 	if err != nil {
-		return Stored{}, refusal(err)
+		err = refusal(err)
+		var rf *Refusal
+		if errors.As(err, &rf) && parsed != nil && rf.SeriesInstanceUID == "" {
+			rf.SeriesInstanceUID = parsed.SeriesInstanceUID
+		}
+		return Stored{}, err
 	}
 	now := time.Now
 	if g.Now != nil {
@@ -126,6 +132,9 @@ type Refusal struct {
 	Kind    RefusalKind
 	Comment string // ≤ 64 ASCII characters
 	Err     error
+	// SeriesInstanceUID is the series the data set names, when its header
+	// could be read (for the log line).
+	SeriesInstanceUID string
 }
 
 func (r *Refusal) Error() string { return "store: refused: " + r.Err.Error() }

@@ -240,12 +240,13 @@ func TestStoreAndRefusals(t *testing.T) {
 		ds     []byte
 		m      files.Meta
 		status uint16
+		series string // the refusal names the series when the header was read
 	}{
-		{"garbage", []byte("this is not a data set at all, just text"), meta("1.2.3.4.10"), 0xC000},
-		{"truncated", ds[:len(ds)-25], meta("1.2.3.4.9"), 0xC000},
-		{"UID escaping the directory", dataSet("1.2.3", "1.2.3.4", "../../x", 1), meta("../../x"), 0xC000},
-		{"study UID escaping", dataSet("../..", "1.2.3.4", "1.2.3.4.11", 1), meta("1.2.3.4.11"), 0xC000},
-		{"other SOP instance than the command", dataSet("1.2.3", "1.2.3.4", "1.2.3.4.12", 1), meta("1.2.3.4.13"), 0xA900},
+		{"garbage", []byte("this is not a data set at all, just text"), meta("1.2.3.4.10"), 0xC000, ""},
+		{"truncated", ds[:len(ds)-25], meta("1.2.3.4.9"), 0xC000, ""},
+		{"UID escaping the directory", dataSet("1.2.3", "1.2.3.4", "../../x", 1), meta("../../x"), 0xC000, ""},
+		{"study UID escaping", dataSet("../..", "1.2.3.4", "1.2.3.4.11", 1), meta("1.2.3.4.11"), 0xC000, ""},
+		{"other SOP instance than the command", dataSet("1.2.3", "1.2.3.4", "1.2.3.4.12", 1), meta("1.2.3.4.13"), 0xA900, "1.2.3.4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -253,6 +254,9 @@ func TestStoreAndRefusals(t *testing.T) {
 			var r *Refusal
 			if !errors.As(err, &r) || r.Status() != tt.status || r.Comment == "" || len(r.Comment) > 64 {
 				t.Fatalf("error %v, want a refusal with status %#x", err, tt.status)
+			}
+			if r.SeriesInstanceUID != tt.series {
+				t.Errorf("refusal names series %q, want %q", r.SeriesInstanceUID, tt.series)
 			}
 			t.Logf("%#x %s", r.Status(), r.Comment)
 		})
