@@ -22,6 +22,7 @@ import (
 	"github.com/otonode/otonode/analysis"
 	"github.com/otonode/otonode/analysis/infer"
 	"github.com/otonode/otonode/analysis/model/reference"
+	"github.com/otonode/otonode/analysis/tta"
 	"github.com/otonode/otonode/results/worker"
 	"github.com/otonode/otonode/scp"
 	"github.com/otonode/otonode/scp/config"
@@ -98,7 +99,13 @@ variables, flags).`)
 			return err
 		}
 	}
-	a, err := worker.OpenModel(manifest, wc.ORTLib, infer.Options{Provider: infer.Provider(wc.Provider), Threads: wc.Threads}, analysis.Options{})
+	var ao analysis.Options
+	if wc.TTA != "" {
+		if ao.TTA, err = tta.ByName(strings.Split(wc.TTA, ",")); err != nil {
+			return fmt.Errorf("%w: worker.tta: %v", errUsage, err)
+		}
+	}
+	a, err := worker.OpenModel(manifest, wc.ORTLib, infer.Options{Provider: infer.Provider(wc.Provider), Threads: wc.Threads}, ao)
 	if err != nil {
 		return fmt.Errorf("model %s: %w", manifest, err)
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 // TestReferenceModel runs the worker with the real reference model (ONNX
-// Runtime, two TTA passes for time) on a phantom ear: the series is
+// Runtime, one TTA pass for time: about 2 min on 2 busy cores) on a phantom ear: the series is
 // analysed, and the row and objects agree with what the model found.
 func TestReferenceModel(t *testing.T) {
 	lib := os.Getenv("ORT_LIB")
@@ -31,7 +31,7 @@ func TestReferenceModel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("minutes of CPU")
 	}
-	passes, err := tta.ByName([]string{"identity", "j90"})
+	passes, err := tta.ByName([]string{"identity"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,10 @@ type Worker struct {
 	Provider string `yaml:"provider"`
 	// Threads for ONNX Runtime; 0 means one per core.
 	Threads int `yaml:"threads"`
+	// TTA lists the test-time augmentations by name, comma-separated
+	// (identity,i90,…); empty runs the paper's 10. Fewer passes are faster
+	// and estimate the uncertainty worse (one pass gives none).
+	TTA string `yaml:"tta"`
 	// ID names the worker in claims and analysis rows (default host/pid).
 	ID string `yaml:"id"`
 	// AETitle is the worker's calling AE title towards the node (default
