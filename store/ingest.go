@@ -29,6 +29,9 @@ type Files interface {
 	// Flush waits until every instance Put so far is a file that Walk
 	// lists (Put makes an instance durable; its own file may come later).
 	Flush(ctx context.Context) error
+	// Mark and SetMark keep a time under a name, durably (Reindex).
+	Mark(ctx context.Context, name string) (time.Time, error)
+	SetMark(ctx context.Context, name string, t time.Time) error
 }
 
 // Index is what Ingest and retention need of the index; *index.Index has it.

@@ -447,3 +447,61 @@ func BenchmarkIngest512KiB(b *testing.B) {
 		})
 	}
 }
+
+// TestReindexMark: a Reindex that finds nothing to add leaves a mark, and
+// the next walks only the files since; one that adds rows leaves the mark
+// where it was.
+func TestReindexMark(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	fs, err := files.Open(ctx, dir, files.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	x := openIndex(t)
+	g := &Ingest{Files: fs, Index: x}
+	var old []string
+	for i, sop := range []string{"1.6.2.1", "1.6.2.2"} {
+		st, err := g.Store(ctx, bytes.NewReader(dataSet("1.6", "1.6.2", sop, i)), meta(sop))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, st.Location)
+	}
+	if err := fs.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().Add(-3 * time.Hour)
+	for _, loc := range old {
+		if err := os.Chtimes(filepath.Join(dir, loc), long, long); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reindex := func(want ReindexReport) time.Time {
+		t.Helper()
+		rep, err := g.Reindex(ctx, time.Time{})
+		if err != nil || rep != want {
+			t.Fatalf("reindex %+v %v, want %+v", rep, err, want)
+		}
+		m, err := fs.Mark(ctx, reindexMark)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m1 := reindex(ReindexReport{Checked: 2})
+	if d := time.Since(m1); d < markMargin || d > markMargin+time.Minute {
+		t.Errorf("mark %v, %v ago", m1, d)
+	}
+	crashed := &Ingest{Files: fs, Index: failingIndex{x}}
+	if _, err := crashed.Store(ctx, bytes.NewReader(dataSet("1.6", "1.6.2", "1.6.2.3", 3)), meta("1.6.2.3")); err == nil {
+		t.Fatal("store with a failing index succeeded")
+	}
+	if m2 := reindex(ReindexReport{Checked: 1, Indexed: 1}); !m2.Equal(m1) {
+		t.Errorf("a reindex that added rows moved the mark from %v to %v", m1, m2)
+	}
+	if m3 := reindex(ReindexReport{Checked: 1}); !m3.After(m1) {
+		t.Errorf("mark %v did not move past %v", m3, m1)
+	}
+}

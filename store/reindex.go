@@ -18,13 +18,39 @@ type ReindexReport struct {
 	Checked, Indexed, Unreadable int
 }
 
+// reindexMark names the mark Reindex keeps; markMargin allows for the
+// clock being set back a little between runs.
+const (
+	reindexMark = "reindexed"
+	markMargin  = time.Hour
+)
+
 // Reindex indexes instance files modified since the given time that the
 // index lacks: files a crash left between their durable commit and the
-// index transaction. Their senders had no success response, so this is
-// not needed for safety; it makes the data visible and frees the sender
-// from resending. Files that do not parse are counted and left alone.
+// index transaction, and rows an index that is not flushed per commit
+// lost in a power cut. Files that do not parse are counted and left
+// alone.
+//
+// A zero since means: since the mark the last Reindex with a zero since
+// left (all files when there is none). Such a Reindex that found nothing
+// to add moves the mark to its own start (less markMargin): every file
+// older than that is indexed, so a clean restart walks only what came
+// since. One that added rows leaves the mark, so that the next walks them
+// again in case the rows it added were lost too.
 func (g *Ingest) Reindex(ctx context.Context, since time.Time) (ReindexReport, error) {
 	var rep ReindexReport
+	started := time.Now()
+	if g.Now != nil {
+		started = g.Now()
+	}
+	fromMark := since.IsZero()
+	if fromMark {
+		m, err := g.Files.Mark(ctx, reindexMark)
+		if err != nil {
+			return rep, fmt.Errorf("store: reindex: %w", err)
+		}
+		since = m
+	}
 	if err := g.Files.Flush(ctx); err != nil {
 		return rep, fmt.Errorf("store: reindex: %w", err)
 	}
@@ -45,6 +71,11 @@ func (g *Ingest) Reindex(ctx context.Context, since time.Time) (ReindexReport, e
 		rep.Indexed++
 		return nil
 	})
+	if err == nil && fromMark && rep.Indexed == 0 {
+		if err := g.Files.SetMark(ctx, reindexMark, started.Add(-markMargin)); err != nil {
+			return rep, fmt.Errorf("store: reindex: %w", err)
+		}
+	}
 	return rep, err
 }
 

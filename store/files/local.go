@@ -607,3 +607,69 @@ func (l *Local) Walk(ctx context.Context, since time.Time, fn func(FileInfo) err
 	}
 	return nil
 }
+
+// markPath is the file of the mark name (a-z only).
+func markPath(l *Local, name string) (string, error) {
+	for _, c := range name {
+		if c < 'a' || c > 'z' {
+			return "", fmt.Errorf("files: mark name %q: only a-z", name)
+		}
+	}
+	if name == "" {
+		return "", errors.New("files: empty mark name")
+	}
+	return filepath.Join(l.root, name+".mark"), nil
+}
+
+// Mark returns the time last stored under name by SetMark (zero if none).
+func (l *Local) Mark(ctx context.Context, name string) (time.Time, error) {
+	p, err := markPath(l, name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	f, err := l.fs.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("files: mark %s: %w", name, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("files: mark %s: %w", name, err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("files: mark %s: %w", name, err)
+	}
+	return t, nil
+}
+
+// SetMark stores t under name, durably, replacing what was there.
+func (l *Local) SetMark(ctx context.Context, name string, t time.Time) error {
+	p, err := markPath(l, name)
+	if err != nil {
+		return err
+	}
+	f, err := l.fs.CreateTemp(filepath.Join(l.root, tmpDir), "*.part")
+	if err != nil {
+		return fmt.Errorf("files: mark %s: %w", name, err)
+	}
+	_, err = f.Write([]byte(t.UTC().Format(time.RFC3339Nano) + "\n"))
+	if err == nil && !l.opt.NoSync {
+		err = f.Sync()
+	}
+	err = errors.Join(err, f.Close())
+	if err == nil {
+		err = l.fs.Rename(f.Name(), p)
+	}
+	if err != nil {
+		l.fs.Remove(f.Name())
+		return fmt.Errorf("files: mark %s: %w", name, err)
+	}
+	if l.opt.NoSync {
+		return nil
+	}
+	return l.fs.SyncDir(l.root)
+}
