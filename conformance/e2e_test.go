@@ -1,5 +1,3 @@
-//go:build e2e
-
 package conformance
 
 import (
@@ -7,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -376,6 +375,12 @@ type serveProc struct {
 
 func buildOtonode(t *testing.T) string {
 	t.Helper()
+	// Without cgo the binary runs but cannot analyse (ONNX Runtime).
+	_, err := exec.LookPath("gcc")
+	if err == nil && os.Getenv("CGO_ENABLED") == "0" {
+		err = errors.New("CGO_ENABLED=0")
+	}
+	need(t, "a C compiler for cgo (the analysis needs ONNX Runtime)", err)
 	bin := filepath.Join(t.TempDir(), "otonode")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/otonode")
 	cmd.Dir = ".."
@@ -500,6 +505,7 @@ log:
 	cmd := exec.Command(bin, "serve", "--config", p.config)
 	cmd.Env = append(os.Environ(), "ORT_LIB="+o.ortLib)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

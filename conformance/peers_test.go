@@ -78,6 +78,7 @@ func startOrthanc(t *testing.T) *orthanc {
 	cmd := exec.Command(bin, path)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
