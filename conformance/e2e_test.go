@@ -151,7 +151,8 @@ func checkCase(t *testing.T, ctx context.Context, pacs *orthanc, db *sql.DB, nod
 		t.Errorf("otonode status lists %d rows for the series, the database has %d", len(listed), len(rows))
 	}
 	for i := range min(len(listed), len(rows)) {
-		if listed[i].ear != rows[i].ear || listed[i].status != rows[i].status || listed[i].flagged != rows[i].flagged {
+		l, r := listed[i], rows[i]
+		if l.ear != r.ear || l.status != r.status || l.flagged != r.flagged || l.reason != r.reason {
 			t.Errorf("otonode status row %+v, database row %+v", listed[i], rows[i])
 		}
 	}
@@ -229,19 +230,20 @@ type analysisRow struct {
 	volume              float64
 	flagged             bool
 	flagReasons         string
+	timings             string // JSON: stage -> seconds
 }
 
 // waitAnalysis polls the database until the series has analysis rows.
 func waitAnalysis(t *testing.T, ctx context.Context, db *sql.DB, series string) []analysisRow {
 	t.Helper()
 	for {
-		rs, err := db.QueryContext(ctx, `SELECT ear, status, reason, COALESCE(volume_mm3, 0), flagged, flag_reasons
+		rs, err := db.QueryContext(ctx, `SELECT ear, status, reason, COALESCE(volume_mm3, 0), flagged, flag_reasons, timings
 			FROM analyses WHERE series_instance_uid = $1 ORDER BY ear`, series)
 		var rows []analysisRow
 		if err == nil {
 			for rs.Next() {
 				var r analysisRow
-				if err = rs.Scan(&r.ear, &r.status, &r.reason, &r.volume, &r.flagged, &r.flagReasons); err != nil {
+				if err = rs.Scan(&r.ear, &r.status, &r.reason, &r.volume, &r.flagged, &r.flagReasons, &r.timings); err != nil {
 					break
 				}
 				rows = append(rows, r)
