@@ -188,7 +188,7 @@ func startNode(t *testing.T, database string) *env {
 func (e *env) worker(t testing.TB, id string, a Analyzer) *Worker {
 	return &Worker{ID: id, JS: e.js, Topology: e.topo, Index: e.index, Analyzer: a,
 		AckWait: 3 * time.Second, Heartbeat: 500 * time.Millisecond, RetryDelay: 300 * time.Millisecond,
-		MaxDeliver: 3, Logger: testLogger(t, slog.LevelInfo).With("worker", id)}
+		MaxDeliver: 3, Logger: testLogger(t, slog.LevelInfo)}
 }
 
 // run runs w until the test ends.

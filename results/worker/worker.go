@@ -170,7 +170,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: consumer: %w", err)
 	}
 	m := w.Analyzer.Model()
-	w.Logger.Info("worker consuming", "worker", w.ID, "stream", w.Topology.WorkStream(), "consumer", w.Durable,
+	w.Logger = w.Logger.With("worker", w.ID)
+	w.Logger.Info("worker consuming", "stream", w.Topology.WorkStream(), "consumer", w.Durable,
 		"model", m.Name, "model_version", m.Version, "model_sha256", m.SHA256, "max_deliver", w.MaxDeliver,
 		"concurrency", w.Concurrency)
 	var wg sync.WaitGroup
@@ -243,9 +244,16 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 		log.Info("analysis already finished; job acknowledged")
 		msg.Ack()
 		return
-	case errors.Is(err, index.ErrState), errors.Is(err, index.ErrNotFound):
+	case errors.Is(err, index.ErrState):
 		log.Info("revision no longer waits for analysis; job acknowledged", "why", err)
 		msg.Ack()
+		return
+	case errors.Is(err, index.ErrNotFound):
+		// The node indexed the revision before it queued the job, so a
+		// worker that does not know it is on another database: keep the
+		// job for a worker that can do it.
+		log.Error("series revision unknown to this worker's database; is it the node's?", "err", err)
+		msg.NakWithDelay(w.retryDelay(delivered))
 		return
 	case errors.Is(err, index.ErrClaimed):
 		// Mostly a re-published duplicate: the holder has its own copy,
@@ -280,10 +288,11 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 	w.Metrics.Duration.Observe(w.Now().Sub(start).Seconds())
 	switch {
 	case lost:
-		// Another worker took the claim over; its result counts.
+		// Another worker took the claim over with the redelivered job (this
+		// delivery has expired); its result counts. No ack: it would end
+		// the new holder's delivery of the same message.
 		log.Warn("claim lost during the analysis; leaving the job to the new holder")
 		w.Metrics.Analyses.WithLabelValues("lost").Inc()
-		msg.Ack()
 		return
 	case err == nil:
 	case isPermanent(err):
@@ -296,8 +305,12 @@ func (w *Worker) Handle(ctx context.Context, msg jetstream.Msg) {
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer fcancel()
 	if err := w.finish(fctx, job, key, out); err != nil {
-		if errors.Is(err, index.ErrClaimed) || errors.Is(err, index.ErrFinished) || errors.Is(err, index.ErrState) {
-			log.Warn("analysis not recorded: the claim or revision changed meanwhile", "err", err)
+		if errors.Is(err, index.ErrClaimed) {
+			log.Warn("analysis not recorded: another worker took the claim over", "err", err)
+			return
+		}
+		if errors.Is(err, index.ErrFinished) || errors.Is(err, index.ErrState) {
+			log.Warn("analysis not recorded: the revision changed meanwhile", "err", err)
 			msg.Ack()
 			return
 		}
