@@ -244,7 +244,7 @@ func (j *journal) restart(s *segment) error {
 	written := min(s.written, j.size)
 	j.mu.Unlock()
 	h := segHeader{seq: s.hdr.seq + 1, epoch: e, mark: segDataStart, written: written}
-	if err := j.writeHeader(s.f, h); err != nil {
+	if err := j.writeHeader(s, h); err != nil {
 		return storageErr("write segment header", err)
 	}
 	s.hdr, s.epoch = h, e
@@ -265,13 +265,21 @@ func (j *journal) datasync(f File) error {
 	return datasync(f)
 }
 
-// writeHeader writes h into the slot the current header is not in and
-// makes it durable.
-func (j *journal) writeHeader(f File, h segHeader) error {
-	if _, err := f.WriteAt(h.encode(), int64(h.seq%2)*slotSize); err != nil {
+// errTakenOver is returned when a segment's header is not the one this
+// journal wrote last: another Local opened the directory (one that was
+// never closed lives on in its process) and replayed the segment.
+var errTakenOver = errors.New("files: segment taken over by another Open of the directory")
+
+// writeHeader writes h into the slot s's current header is not in and
+// makes it durable, unless another Open has taken the segment over.
+func (j *journal) writeHeader(s *segment, h segHeader) error {
+	if cur, ok := readSegHeader(s.f); !ok || cur.seq != s.hdr.seq || cur.epoch != s.hdr.epoch {
+		return errTakenOver
+	}
+	if _, err := s.f.WriteAt(h.encode(), int64(h.seq%2)*slotSize); err != nil {
 		return err
 	}
-	return j.datasync(f)
+	return j.datasync(s.f)
 }
 
 // take gives the caller a segment to write one record into: an idle one,

@@ -130,12 +130,16 @@ func TestJournalConcurrentSameInstance(t *testing.T) {
 	}
 }
 
-// brokenFS cannot create instance files: everything stays in segments,
-// as if the process died before its materialiser got to it.
-type brokenFS struct{ OS }
+// brokenFS cannot create instance files (whose name contains only, if
+// set): they stay in segments, as if the process died before its
+// materialiser got to them.
+type brokenFS struct {
+	OS
+	only string
+}
 
-func (brokenFS) Rename(oldname, newname string) error {
-	if strings.HasSuffix(newname, ".dcm") {
+func (b brokenFS) Rename(oldname, newname string) error {
+	if strings.HasSuffix(newname, ".dcm") && strings.Contains(filepath.Base(newname), b.only) {
 		return errors.New("injected failure")
 	}
 	return os.Rename(oldname, newname)
@@ -265,5 +269,45 @@ func TestJournalQuota(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(l.Dir(), study)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("something was stored: %v", err)
+	}
+}
+
+// TestJournalTakenOver: a Local that was never closed must not write over
+// the segment headers of a later Open of the same directory, or what the
+// later one stores would be lost in its next crash.
+func TestJournalTakenOver(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	l1, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := dataSet("1.2.3.38", "A")
+	put(t, l1, "1.2.3.38", a)
+	// The second Open replays the first's record and starts its
+	// segments over; its own instance stays in a segment (brokenFS).
+	l2, err := Open(ctx, dir, Options{FS: brokenFS{only: "1.2.3.39"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := l1.Flush(short); err == nil {
+		t.Error("the first Local finished its work on segments taken over")
+	}
+	b := dataSet("1.2.3.39", "A")
+	stB := put(t, l2, "1.2.3.39", b)
+	// l2 "crashes" (never closed); the next Open must find its record.
+	l3, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l3.Close()
+	got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(stB.Location)))
+	if err != nil || !bytes.Equal(got, part10(t, "1.2.3.39", b)) {
+		t.Errorf("instance of the second Open lost: %v", err)
+	}
+	if _, err := l1.Put(ctx, bytes.NewReader(a), meta("1.2.3.40"), locateFixed); err == nil {
+		t.Error("the first Local still stores")
 	}
 }

@@ -117,6 +117,9 @@ func (j *journal) run() {
 				close(e.done)
 			}
 		}
+		if errors.Is(err, errTakenOver) {
+			j.closed = true // this Local has lost its directory
+		}
 		stop := err != nil && j.closed
 		if stop {
 			j.running = false
@@ -214,7 +217,7 @@ func (j *journal) materialise(ctx context.Context, ents []*entry) error {
 		j.mu.Lock()
 		h.written = s.written
 		j.mu.Unlock()
-		if err := j.writeHeader(s.f, h); err != nil {
+		if err := j.writeHeader(s, h); err != nil {
 			return storageErr("write segment mark", err)
 		}
 		j.mu.Lock()
