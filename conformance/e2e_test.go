@@ -1,26 +1,16 @@
 package conformance
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/otonode/otonode/scp/events"
 )
 
 // e2eCase is one phantom pushed to the node and what must come back.
@@ -101,7 +91,6 @@ func TestEndToEnd(t *testing.T) {
 	type pushed struct {
 		c             e2eCase
 		study, series string
-		instances     int
 		at            time.Time
 	}
 	var all []pushed
@@ -115,13 +104,13 @@ func TestEndToEnd(t *testing.T) {
 			args = append(args, "--spacing", c.spacing)
 		}
 		run(t, ctx, bin, args...)
-		study, series, n := seriesOf(t, filepath.Join(dir, "dicom"))
+		study, series := seriesOf(t, dir)
 		for _, p := range all {
 			if p.study == study {
 				t.Fatalf("cases %s and %s share study %s: study-level selection would analyse only one", p.c.name, c.name, study)
 			}
 		}
-		all = append(all, pushed{c: c, study: study, series: series, instances: n})
+		all = append(all, pushed{c: c, study: study, series: series})
 	}
 	for i := range all {
 		p := &all[i]
@@ -357,245 +346,8 @@ func srFlag(sr map[string]any) bool {
 	return false
 }
 
-// serveOptions configure one `otonode serve`.
-type serveOptions struct {
-	dsn           string
-	pacs          *orthanc
-	model, ortLib string
-}
-
-// serveProc is a running `otonode serve`.
-type serveProc struct {
-	bin       string
-	config    string // its YAML file
-	aet       string
-	dicomPort int
-	httpAddr  string
-	natsURL   string
-	topology  events.Topology
-}
-
-func buildOtonode(t *testing.T) string {
-	t.Helper()
-	// Without cgo the binary runs but cannot analyse (ONNX Runtime).
-	_, err := exec.LookPath("gcc")
-	if err == nil && os.Getenv("CGO_ENABLED") == "0" {
-		err = errors.New("CGO_ENABLED=0")
-	}
-	need(t, "a C compiler for cgo (the analysis needs ONNX Runtime)", err)
-	bin := filepath.Join(t.TempDir(), "otonode")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/otonode")
-	cmd.Dir = ".."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// flagThreshold is the TTA uncertainty score above which the test's model
-// flags an ear. The reference manifest ships uncalibrated (flag_threshold
-// null: no ear is ever flagged for uncertainty); a site sets it after
-// calibration on its own data. Measured here with the reference model and
-// its 10 TTA passes: 0.024 for the normal phantom of seed 11, 0.097 for the
-// severe otosclerosis phantom of seed 12.
-const flagThreshold = 0.05
-
-// calibratedModel writes a copy of the reference model's manifest with
-// flagThreshold set, beside a link to its ONNX file.
-func calibratedModel(t *testing.T) string {
-	t.Helper()
-	ref, err := filepath.Abs(filepath.Join("..", "analysis", "model", "reference"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(ref, "model.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	u, ok := m["uncertainty"].(map[string]any)
-	if !ok {
-		t.Fatal("reference manifest has no uncertainty section")
-	}
-	u["flag_threshold"] = flagThreshold
-	onnx, ok := m["onnx"].(map[string]any)
-	if !ok {
-		t.Fatal("reference manifest has no onnx section")
-	}
-	file, _ := onnx["file"].(string)
-	dir := t.TempDir()
-	if err := os.Symlink(filepath.Join(ref, file), filepath.Join(dir, file)); err != nil {
-		t.Fatal(err)
-	}
-	if b, err = json.MarshalIndent(m, "", "  "); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "model.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// onnxRuntime finds libonnxruntime.so: $ORT_LIB or the repository's copy.
-func onnxRuntime(t *testing.T) string {
-	t.Helper()
-	p := os.Getenv("ORT_LIB")
-	if p == "" {
-		p, _ = filepath.Abs(filepath.Join("..", "third_party", "onnxruntime", "libonnxruntime.so.1"))
-	}
-	_, err := os.Stat(p)
-	need(t, "ONNX Runtime (ORT_LIB)", err)
-	return p
-}
-
-// startServe writes a configuration and runs `otonode serve` until the
-// test ends, then stops it with SIGTERM.
-func startServe(t *testing.T, bin string, o serveOptions) *serveProc {
-	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "otonode.yaml")
-	p := &serveProc{bin: bin, aet: "OTONODE", config: path, dicomPort: freePort(t), httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		topology: events.Topology{Prefix: "e2e" + randHex(3)}}
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p.natsURL = "nats://" + natsAddr
-	cfg := fmt.Sprintf(`data_dir: %s
-database: %q
-dicom:
-  ae_title: %s
-  host: 127.0.0.1
-  port: %d
-http:
-  listen: %s
-nats:
-  embedded_listen: %s
-  prefix: %s
-completion:
-  quiet_period: 500ms
-  study_settle: 200ms
-storage:
-  min_free_bytes: 0
-worker:
-  model: %s
-  ort_lib: %s
-  restart_delay: 200ms
-export:
-  poll_interval: 200ms
-  destinations:
-    pacs:
-      ae_title: %s
-      host: 127.0.0.1
-      port: %d
-      objects: results
-      allow_not_for_diagnosis: true
-log:
-  level: debug
-`, filepath.Join(dir, "data"), o.dsn, p.aet, p.dicomPort, p.httpAddr, natsAddr, p.topology.Prefix,
-		o.model, o.ortLib, o.pacs.aet, o.pacs.dicomPort)
-	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "serve.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--config", p.config)
-	cmd.Env = append(os.Environ(), "ORT_LIB="+o.ortLib)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	dieWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-			t.Error("otonode serve did not stop within 20 s of SIGTERM")
-		}
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("otonode serve log (tail):\n%s", tail(string(b), 12000))
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("otonode serve exited: %v\n%s", err, tail(string(b), 6000))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("otonode serve not ready after 60 s: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// flaggedEvent reports whether the events stream holds an "analysis
-// flagged" event for the series.
-func (p *serveProc) flaggedEvent(t *testing.T, ctx context.Context, series string) bool {
-	t.Helper()
-	nc, err := nats.Connect(p.natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.OrderedConsumer(ctx, p.topology.EventsStream(),
-		jetstream.OrderedConsumerConfig{FilterSubjects: []string{p.topology.AnalysisFlaggedSubject()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
-		if err != nil {
-			return false // no more messages
-		}
-		var ev struct {
-			Series string `json:"series_instance_uid"`
-		}
-		if json.Unmarshal(msg.Data(), &ev) == nil && ev.Series == series {
-			return true
-		}
-	}
-}
-
-// run runs the binary and fails the test on error.
-func run(t *testing.T, ctx context.Context, bin string, args ...string) {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("otonode %s: %v\n%s", strings.Join(args, " "), err, tail(out.String(), 4000))
-	}
-}
-
-// seriesOf reads the study and series UIDs and counts the files of a
-// phantom's DICOM folder.
-func seriesOf(t *testing.T, dir string) (study, series string, n int) {
+// seriesOf reads the study and series UIDs of a phantom case folder.
+func seriesOf(t *testing.T, dir string) (study, series string) {
 	t.Helper()
 	var info struct {
 		Identity struct {
@@ -603,51 +355,12 @@ func seriesOf(t *testing.T, dir string) (study, series string, n int) {
 			Series string `json:"series_instance_uid"`
 		} `json:"identity"`
 	}
-	b, err := os.ReadFile(filepath.Join(filepath.Dir(dir), "case.json"))
+	b, err := os.ReadFile(filepath.Join(dir, "case.json"))
 	if err == nil {
 		err = json.Unmarshal(b, &info)
 	}
 	if err != nil || info.Identity.Study == "" || info.Identity.Series == "" {
 		t.Fatalf("%s: no study/series UID in case.json: %v", dir, err)
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.Identity.Study, info.Identity.Series, len(entries)
-}
-
-// status runs `otonode status --json` and returns its rows of the series,
-// ordered by ear like waitAnalysis.
-func (p *serveProc) status(t *testing.T, ctx context.Context, series string) []analysisRow {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, p.bin, "status", "--config", p.config, "--json", "-n", "1000")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("otonode status: %v\n%s", err, stderr.String())
-	}
-	var rows []analysisRow
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for dec.More() {
-		var r struct {
-			SeriesInstanceUID, Ear, Status, Reason, FlagReasons string
-			VolumeMM3                                           *float64
-			Flagged                                             bool
-		}
-		if err := dec.Decode(&r); err != nil {
-			t.Fatalf("otonode status --json: %v\n%s", err, out)
-		}
-		if r.SeriesInstanceUID != series {
-			continue
-		}
-		row := analysisRow{ear: r.Ear, status: r.Status, reason: r.Reason, flagged: r.Flagged, flagReasons: r.FlagReasons}
-		if r.VolumeMM3 != nil {
-			row.volume = *r.VolumeMM3
-		}
-		rows = append(rows, row)
-	}
-	slices.SortFunc(rows, func(a, b analysisRow) int { return strings.Compare(a.ear, b.ear) })
-	return rows
+	return info.Identity.Study, info.Identity.Series
 }
