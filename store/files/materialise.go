@@ -46,6 +46,9 @@ func (j *journal) dueLocked(now time.Time) (bool, time.Duration) {
 	return wait <= 0, wait
 }
 
+// maxBatch bounds the instance files one batch holds open.
+const maxBatch = 256
+
 // retryDelay is how long the materialiser waits after a failure.
 const retryDelay = time.Second
 
@@ -67,12 +70,12 @@ func (j *journal) run() {
 		var batch []*entry
 		var drained []*segment
 		for _, s := range j.all {
-			switch {
-			case len(s.queued) > 0:
-				batch = append(batch, s.queued...)
-				s.inflight += len(s.queued)
-				s.queued = nil
-			case s.sealed && !s.held && s.inflight == 0:
+			switch n := min(len(s.queued), maxBatch-len(batch)); {
+			case n > 0:
+				batch = append(batch, s.queued[:n]...)
+				s.inflight += n
+				s.queued = s.queued[n:]
+			case len(s.queued) == 0 && s.sealed && !s.held && s.inflight == 0:
 				drained = append(drained, s)
 			}
 		}
