@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,8 +19,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/otonode/otonode/analysis"
+	"github.com/otonode/otonode/dimse"
 	"github.com/otonode/otonode/results"
 	"github.com/otonode/otonode/scp"
 	"github.com/otonode/otonode/scp/events"
@@ -146,6 +151,11 @@ func TestAnalysisDone(t *testing.T) {
 				}
 			}
 			e.waitEmpty(t, 5*time.Second)
+			var m dto.Metric
+			w.Metrics.Analyses.WithLabelValues(StatusFlagged).Write(&m)
+			if n := m.GetCounter().GetValue(); n != 1 {
+				t.Errorf("otonode_worker_analyses_total{status=flagged} = %v", n)
+			}
 		})
 	}
 }
@@ -419,6 +429,45 @@ func TestRemoteWorkerFetchesByCGET(t *testing.T) {
 	if len(ents) != 0 {
 		t.Errorf("C-GET download left behind: %d entries", len(ents))
 	}
+	// A worker reading the original files writes the same SEG bytes.
+	files, _ := os.ReadDir(dir)
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, filepath.Join(dir, f.Name()))
+	}
+	res, err := (&fakeAnalyzer{}).Analyze(context.Background(), paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := results.ReadSource(context.Background(), paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	se, _ := e.index.Series(context.Background(), series)
+	job := events.SeriesComplete{SeriesInstanceUID: series, Revision: 1, CompletedAt: se.CompletedAt}
+	seg, _, err := w.writer(job, res.Model).Write(src, res, &results.Extras{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The node writes its own file meta (with the sender's AE title).
+	stored, local := dataSet(t, storedFile(t, e, seg.SOPInstanceUID)), dataSet(t, seg.File)
+	if !bytes.Equal(stored, local) {
+		t.Errorf("the remote worker's SEG data set (%d bytes) differs from a local one's (%d bytes)", len(stored), len(local))
+	}
+}
+
+// dataSet is a Part 10 file without its preamble and file meta.
+func dataSet(t *testing.T, file []byte) []byte {
+	t.Helper()
+	br := bufio.NewReader(bytes.NewReader(file))
+	if _, err := dimse.ReadFileMeta(br); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rest
 }
 
 // TestMain lets the test binary run as a worker process (the kill -9 and
