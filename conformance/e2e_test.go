@@ -185,6 +185,26 @@ func checkCase(t *testing.T, ctx context.Context, pacs *orthanc, db *sql.DB, nod
 	found := waitResults(t, ctx, pacs, study, want)
 	t.Logf("%s in Orthanc %v after the push", strings.Join(want, " + "), time.Since(pushedAt).Round(time.Second))
 
+	// The node holds the results too: Orthanc's C-FIND to the node lists
+	// the source and every result series of the study.
+	var q struct{ ID string }
+	if err := pacs.call(ctx, "POST", "/modalities/otonode/query", map[string]any{"Level": "Series",
+		"Query": map[string]string{"StudyInstanceUID": study, "Modality": "", "SeriesInstanceUID": ""}}, &q); err != nil {
+		t.Fatal(err)
+	}
+	var answers []map[string]any
+	if err := pacs.call(ctx, "GET", "/queries/"+q.ID+"/answers?expand&simplify", nil, &answers); err != nil {
+		t.Fatal(err)
+	}
+	var atNode []string
+	for _, a := range answers {
+		atNode = append(atNode, str(a, "Modality"))
+	}
+	slices.Sort(atNode)
+	if wantAtNode := append([]string{"CT"}, want...); !sameSet(atNode, wantAtNode) {
+		t.Errorf("C-FIND at the node lists series of modalities %q, want %q", atNode, wantAtNode)
+	}
+
 	seg := found["SEG"]
 	if refs := referencedSeries(seg, "ReferencedSeriesSequence"); !slices.Contains(refs, series) {
 		t.Errorf("SEG references series %q, not the pushed %s", refs, series)
@@ -363,4 +383,12 @@ func seriesOf(t *testing.T, dir string) (study, series string) {
 		t.Fatalf("%s: no study/series UID in case.json: %v", dir, err)
 	}
 	return info.Identity.Study, info.Identity.Series
+}
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
