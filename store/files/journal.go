@@ -167,11 +167,13 @@ func (j *journal) recover(ctx context.Context, name string) error {
 	for _, e := range ents {
 		e.seg = s
 	}
-	if len(ents) > 0 {
-		if err := j.materialise(ctx, ents); err != nil {
+	for len(ents) > 0 {
+		n := min(len(ents), maxBatch)
+		if err := j.materialise(ctx, ents[:n]); err != nil {
 			f.Close()
 			return fmt.Errorf("files: replay segment %s: %w", name, err)
 		}
+		ents = ents[n:]
 	}
 	if err := j.restart(s); err != nil {
 		f.Close()
