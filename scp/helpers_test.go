@@ -3,9 +3,7 @@ package scp
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +21,8 @@ import (
 	"github.com/otonode/otonode/scp/config"
 	"github.com/otonode/otonode/scp/events"
 	"github.com/otonode/otonode/store/files"
+
+	"github.com/otonode/otonode/internal/testenv"
 )
 
 const (
@@ -30,23 +30,8 @@ const (
 	explicit = "1.2.840.10008.1.2.1"
 )
 
-// need fails in CI and skips elsewhere when a real peer is missing.
-func need(t testing.TB, what string, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s: %v", what, err)
-	}
-	t.Skipf("%s not available: %v", what, err)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
+// need stops the test when a service it needs is missing (testenv.Require).
+func need(t testing.TB, what string, err error) { t.Helper(); testenv.Require(t, what, err) }
 
 // uidRoot makes UIDs unique per test run (a UUID-derived 2.25 root).
 func uidRoot() string {
@@ -164,45 +149,8 @@ func (s seriesSpec) write(t testing.TB, dir string) map[string][]byte {
 	return out
 }
 
-// pgAdminDSN finds the local PostgreSQL server (trust auth).
-func pgAdminDSN(t testing.TB) string {
-	var last error
-	for _, user := range []string{"postgres", "root"} {
-		dsn := "postgres://" + user + "@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
-		db, err := sql.Open("pgx", dsn)
-		if err == nil {
-			err = db.PingContext(context.Background())
-			db.Close()
-		}
-		if err == nil {
-			return dsn
-		}
-		last = err
-	}
-	need(t, "PostgreSQL at 127.0.0.1:5432", last)
-	return ""
-}
-
 // newPostgres creates a database for the test, dropped at cleanup.
-func newPostgres(t testing.TB) string {
-	admin := pgAdminDSN(t)
-	name := "otonode_scp_" + randHex(6)
-	db, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-		db.Close()
-	})
-	return strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
-}
+func newPostgres(t testing.TB) string { return testenv.Postgres(t, "otonode_scp") }
 
 // externalNATS checks the NATS server at 127.0.0.1:4222 and removes the
 // test's streams at cleanup.
@@ -230,7 +178,7 @@ func testConfig(t testing.TB) config.Config {
 	c.DICOM.Host = "127.0.0.1"
 	c.DICOM.Port = freePort(t)
 	c.HTTP.Listen = "127.0.0.1:0"
-	c.NATS.Prefix = "t" + randHex(4)
+	c.NATS.Prefix = "t" + testenv.RandHex(4)
 	c.Completion.QuietPeriod = 300 * time.Millisecond
 	c.Completion.StudySettle = 300 * time.Millisecond
 	c.Storage.MinFreeBytes = 0

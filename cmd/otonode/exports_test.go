@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +13,8 @@ import (
 	"github.com/otonode/otonode/scp/config"
 	"github.com/otonode/otonode/store/header"
 	"github.com/otonode/otonode/store/index"
+
+	"github.com/otonode/otonode/internal/testenv"
 )
 
 // exportsDB is a node database with one sent, one pending and one dead
@@ -76,36 +75,9 @@ func newExportsDB(t *testing.T, backend string) exportsDB {
 	return db
 }
 
-// testPostgres creates a database of its own on the local PostgreSQL and
+// testPostgres creates a database for the test, dropped at cleanup, and
 // returns its URL.
-func testPostgres(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv("OTONODE_TEST_POSTGRES")
-	if admin == "" {
-		admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
-	}
-	db, err := sql.Open("pgx", admin)
-	if err == nil {
-		err = db.Ping()
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL: %v", err)
-		}
-		t.Skipf("no PostgreSQL: %v", err)
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "otonode_cli_" + hex.EncodeToString(b)
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Exec("DROP DATABASE " + name + " WITH (FORCE)")
-		db.Close()
-	})
-	return strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
-}
+func testPostgres(t *testing.T) string { return testenv.Postgres(t, "otonode_cli") }
 
 func TestExportsCommand(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {

@@ -5,10 +5,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
-	"crypto/rand"
-	"database/sql"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -27,46 +23,12 @@ import (
 	"github.com/otonode/otonode/store/files"
 	"github.com/otonode/otonode/store/header"
 	"github.com/otonode/otonode/store/index"
+
+	"github.com/otonode/otonode/internal/testenv"
 )
 
-// need finds a tool; outside CI a missing one skips the test.
-func need(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found and CI=true: %v", name, err)
-		}
-		t.Skipf("%s not installed: %v", name, err)
-	}
-	return p
-}
-
-// pgAdminDSN is the maintenance database of the local PostgreSQL (trust
-// auth), as the index tests find it.
-func pgAdminDSN(t testing.TB) string {
-	if dsn := os.Getenv("OTONODE_TEST_POSTGRES"); dsn != "" {
-		return dsn
-	}
-	var last error
-	for _, user := range []string{"postgres", "root"} {
-		dsn := "postgres://" + user + "@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
-		db, err := sql.Open("pgx", dsn)
-		if err == nil {
-			err = db.PingContext(context.Background())
-			db.Close()
-		}
-		if err == nil {
-			return dsn
-		}
-		last = err
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("PostgreSQL at 127.0.0.1:5432: %v", last)
-	}
-	t.Skipf("no PostgreSQL at 127.0.0.1:5432: %v", last)
-	return ""
-}
+// need finds a tool (testenv.Tool: a failure under CI=true, a skip elsewhere).
+func need(t testing.TB, name string) string { t.Helper(); return testenv.Tool(t, name) }
 
 // openIndex opens a fresh index of the named backend; calling the returned
 // function again opens a second handle on the same database (a restarted
@@ -79,25 +41,7 @@ func openIndex(t *testing.T, backend string) func() *index.Index {
 		path := filepath.Join(t.TempDir(), "index.db")
 		open = func(ctx context.Context) (*index.Index, error) { return index.OpenSQLite(ctx, path) }
 	case "postgres":
-		admin := pgAdminDSN(t)
-		b := make([]byte, 6)
-		rand.Read(b)
-		name := "otonode_export_" + hex.EncodeToString(b)
-		db, err := sql.Open("pgx", admin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-			db.Close()
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if _, err := db.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
-				t.Errorf("drop %s: %v", name, err)
-			}
-			db.Close()
-		})
-		dsn := strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
+		dsn := testenv.Postgres(t, "otonode_export")
 		open = func(ctx context.Context) (*index.Index, error) { return index.OpenPostgres(ctx, dsn) }
 	}
 	return func() *index.Index {

@@ -3,8 +3,6 @@ package worker
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,27 +26,14 @@ import (
 	"github.com/otonode/otonode/scp/config"
 	"github.com/otonode/otonode/scp/events"
 	"github.com/otonode/otonode/store/index"
+
+	"github.com/otonode/otonode/internal/testenv"
 )
 
 const natsURL = "nats://127.0.0.1:4222"
 
-// need fails in CI and skips elsewhere when a real peer is missing.
-func need(t testing.TB, what string, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s: %v", what, err)
-	}
-	t.Skipf("%s not available: %v", what, err)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
+// need stops the test when a service it needs is missing (testenv.Require).
+func need(t testing.TB, what string, err error) { t.Helper(); testenv.Require(t, what, err) }
 
 func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -60,42 +45,7 @@ func freePort(t testing.TB) int {
 }
 
 // newPostgres creates a database for the test and returns its DSN.
-func newPostgres(t testing.TB) string {
-	var admin string
-	var last error
-	for _, user := range []string{"postgres", "root"} {
-		dsn := "postgres://" + user + "@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
-		db, err := sql.Open("pgx", dsn)
-		if err == nil {
-			err = db.PingContext(context.Background())
-			db.Close()
-		}
-		if err == nil {
-			admin = dsn
-			break
-		}
-		last = err
-	}
-	if admin == "" {
-		need(t, "PostgreSQL at 127.0.0.1:5432", last)
-	}
-	name := "otonode_worker_" + randHex(6)
-	db, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-		db.Close()
-	})
-	return strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
-}
+func newPostgres(t testing.TB) string { return testenv.Postgres(t, "otonode_worker") }
 
 // testJS connects to the test NATS server and deletes the topology's
 // streams at cleanup.
@@ -146,7 +96,7 @@ func startNode(t *testing.T, database string) *env {
 	c.DICOM.Port = freePort(t)
 	c.HTTP.Listen = ""
 	c.NATS.URL = natsURL
-	c.NATS.Prefix = "w" + randHex(4)
+	c.NATS.Prefix = "w" + testenv.RandHex(4)
 	c.Completion.QuietPeriod = 200 * time.Millisecond
 	c.Completion.StudySettle = 200 * time.Millisecond
 	c.Storage.MinFreeBytes = 0

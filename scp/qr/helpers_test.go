@@ -4,10 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +24,8 @@ import (
 	"github.com/otonode/otonode/store/files"
 	"github.com/otonode/otonode/store/header"
 	"github.com/otonode/otonode/store/index"
+
+	"github.com/otonode/otonode/internal/testenv"
 )
 
 const ctImage = "1.2.840.10008.5.1.4.1.1.2"
@@ -333,53 +331,8 @@ func readIdentifierFile(t *testing.T, path string) *dimse.Identifier {
 	return id
 }
 
-// pgAdminDSN finds the local PostgreSQL (trust auth).
-func pgAdminDSN(t testing.TB) string {
-	if dsn := os.Getenv("OTONODE_TEST_POSTGRES"); dsn != "" {
-		return dsn
-	}
-	var last error
-	for _, user := range []string{"postgres", "root"} {
-		dsn := "postgres://" + user + "@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
-		db, err := sql.Open("pgx", dsn)
-		if err == nil {
-			err = db.PingContext(context.Background())
-			db.Close()
-		}
-		if err == nil {
-			return dsn
-		}
-		last = err
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("PostgreSQL at 127.0.0.1:5432: %v", last)
-	}
-	t.Skipf("no PostgreSQL at 127.0.0.1:5432: %v", last)
-	return ""
-}
-
 // newPostgres creates a database of the test's own, dropped at cleanup.
-func newPostgres(t testing.TB) string {
-	admin := pgAdminDSN(t)
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "otonode_qr_" + hex.EncodeToString(b)
-	db, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-		db.Close()
-	})
-	return strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
-}
+func newPostgres(t testing.TB) string { return testenv.Postgres(t, "otonode_qr") }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 

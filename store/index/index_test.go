@@ -2,13 +2,9 @@ package index
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -16,67 +12,12 @@ import (
 	"time"
 
 	"github.com/otonode/otonode/store/header"
+
+	"github.com/otonode/otonode/internal/testenv"
 )
 
-// pgAdminDSN returns a DSN for the maintenance database of the local
-// PostgreSQL server (trust auth), trying the users postgres and root.
-func pgAdminDSN(t testing.TB) string {
-	if dsn := os.Getenv("OTONODE_TEST_POSTGRES"); dsn != "" {
-		return dsn
-	}
-	var last error
-	for _, user := range []string{"postgres", "root"} {
-		dsn := "postgres://" + user + "@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
-		db, err := sql.Open("pgx", dsn)
-		if err == nil {
-			err = db.PingContext(context.Background())
-			db.Close()
-		}
-		if err == nil {
-			return dsn
-		}
-		last = err
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("PostgreSQL at 127.0.0.1:5432: %v", last)
-	}
-	t.Skipf("no PostgreSQL at 127.0.0.1:5432: %v", last)
-	return ""
-}
-
-// newPostgres creates a database of its own for the test and drops it at
-// cleanup; it returns the DSN of that database.
-func newPostgres(t testing.TB) string {
-	admin := pgAdminDSN(t)
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "otonode_test_" + hex.EncodeToString(b)
-	db, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-		db.Close()
-	})
-	return replaceDB(admin, name)
-}
-
-func replaceDB(dsn, name string) string {
-	const from = "/postgres?"
-	for i := len(dsn) - len(from); i >= 0; i-- {
-		if dsn[i:i+len(from)] == from {
-			return dsn[:i] + "/" + name + "?" + dsn[i+len(from):]
-		}
-	}
-	return dsn + " dbname=" + name
-}
+// newPostgres creates a database of the test's own, dropped at cleanup.
+func newPostgres(t testing.TB) string { return testenv.Postgres(t, "otonode_test") }
 
 // backend opens a fresh index; open may be called again for a second
 // handle on the same database (a second node).
