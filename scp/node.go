@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (n *Node, err
 	if err != nil {
 		return nil, err
 	}
-	if strings.HasPrefix(cfg.Database, "postgres://") || strings.HasPrefix(cfg.Database, "postgresql://") || strings.Contains(cfg.Database, "dbname=") {
+	if cfg.UsesPostgres() {
 		n.Index, err = index.OpenPostgres(ctx, cfg.Database)
 	} else if cfg.Database == "" {
 		// The instance files are durable before they are indexed, and

@@ -6,13 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/otonode/otonode/scp/config"
 	"github.com/otonode/otonode/store/index"
 )
 
@@ -30,7 +28,7 @@ func runExports(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	state := fs.String("state", "", "only rows in this state: pending, sent or dead")
 	dest := fs.String("destination", "", "only rows of this destination")
 	limit := fs.Int("limit", 100, "at most this many rows, newest first")
-	load := bindNodeConfig(fs)
+	nc := bindNodeConfig(fs, "the node's YAML configuration file")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: otonode exports [--state pending|sent|dead] [--destination NAME] [--config FILE] [--database URL]
        otonode exports retry (--id N | --all-dead) [--destination NAME] [--config FILE] [--database URL]
@@ -48,7 +46,7 @@ node's database: --config, OTONODE_* and the setting flags as for serve.`)
 	default:
 		return fmt.Errorf("%w: --state %q is not pending, sent or dead", errUsage, *state)
 	}
-	x, err := load(ctx)
+	x, err := openExportsIndex(ctx, nc)
 	if err != nil {
 		return err
 	}
@@ -82,7 +80,7 @@ func runExportsRetry(ctx context.Context, args []string, stdout, stderr io.Write
 	id := fs.Int64("id", 0, "the dead row to send again")
 	allDead := fs.Bool("all-dead", false, "send every dead row again")
 	dest := fs.String("destination", "", "with --all-dead: only this destination's rows")
-	load := bindNodeConfig(fs)
+	nc := bindNodeConfig(fs, "the node's YAML configuration file")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: otonode exports retry (--id N | --all-dead) [--destination NAME] [--config FILE] [--database URL]
 
@@ -96,7 +94,7 @@ them at its next poll.`)
 	if (*id != 0) == *allDead {
 		return fmt.Errorf("%w: give either --id N or --all-dead", errUsage)
 	}
-	x, err := load(ctx)
+	x, err := openExportsIndex(ctx, nc)
 	if err != nil {
 		return err
 	}
@@ -119,57 +117,13 @@ them at its next poll.`)
 	return nil
 }
 
-func parseArgs(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %w", errUsage, err)
+// openExportsIndex opens the database of the node nc configures.
+func openExportsIndex(ctx context.Context, nc nodeConfig) (*index.Index, error) {
+	cfg, err := nc.load()
+	if err != nil {
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	return nil
-}
-
-// bindNodeConfig adds --config and the setting flags to fs; the returned
-// function loads the configuration as `otonode serve` does and opens the
-// node's database.
-func bindNodeConfig(fs *flag.FlagSet) func(context.Context) (*index.Index, error) {
-	file := fs.String("config", "", "the node's YAML configuration file")
-	apply := config.BindFlags(fs)
-	return func(ctx context.Context) (*index.Index, error) {
-		cfg := config.Default()
-		if *file != "" {
-			if err := cfg.LoadFile(*file); err != nil {
-				return nil, err
-			}
-		}
-		if err := cfg.ApplyEnv(os.Environ()); err != nil {
-			return nil, err
-		}
-		if err := apply(&cfg); err != nil {
-			return nil, fmt.Errorf("%w: %w", errUsage, err)
-		}
-		return openNodeIndex(ctx, cfg)
-	}
-}
-
-// openNodeIndex opens the database the node with this configuration uses.
-func openNodeIndex(ctx context.Context, cfg config.Config) (*index.Index, error) {
-	db := cfg.Database
-	switch {
-	case strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") || strings.Contains(db, "dbname="):
-		return index.OpenPostgres(ctx, db)
-	case db == "":
-		path := cfg.DataPath("index.db")
-		if _, err := os.Stat(path); err != nil {
-			abs, _ := filepath.Abs(path)
-			return nil, fmt.Errorf("no node database at %s (is --data_dir the node's?): %w", abs, err)
-		}
-		return index.OpenSQLite(ctx, path)
-	}
-	return nil, fmt.Errorf("%w: database %q is neither postgres://… nor empty (SQLite)", errUsage, db)
+	return openNodeIndex(ctx, cfg, slog.New(slog.DiscardHandler), true)
 }
 
 // oneLine shortens s to n characters on one line.

@@ -2,24 +2,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/otonode/otonode/scp"
-	"github.com/otonode/otonode/scp/config"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.String("config", "", "YAML configuration file")
+	nc := bindNodeConfig(fs, "YAML configuration file")
 	natsURL := fs.String("nats", "", "NATS URL, short for --nats.url (default: an embedded server under the data directory)")
 	grace := fs.Duration("grace", 30*time.Second, "how long running associations may take to finish at shutdown")
-	apply := config.BindFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: otonode serve [--config FILE] [--nats URL] [--database postgres://…] [--SETTING VALUE ...]
 
@@ -28,26 +24,9 @@ Settings come from defaults, the YAML file, OTONODE_* environment variables
 and flags, in that order (flags win).`)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	cfg := config.Default()
-	if *file != "" {
-		if err := cfg.LoadFile(*file); err != nil {
-			return err
-		}
-	}
-	if err := cfg.ApplyEnv(os.Environ()); err != nil {
+	cfg, err := parseNodeConfig(fs, args, nc)
+	if err != nil {
 		return err
-	}
-	if err := apply(&cfg); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if *natsURL != "" {
 		cfg.NATS.URL = *natsURL

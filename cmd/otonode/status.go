@@ -7,23 +7,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
-	"github.com/otonode/otonode/scp/config"
 	"github.com/otonode/otonode/store/index"
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.String("config", "", "YAML configuration file of the node")
+	nc := bindNodeConfig(fs, "YAML configuration file of the node")
 	limit := fs.Int("n", 20, "how many analysis rows (one per ear)")
 	flagged := fs.Bool("flagged", false, "only flagged analyses")
 	asJSON := fs.Bool("json", false, "one JSON object per row")
-	apply := config.BindFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: otonode status [--config FILE] [--database postgres://… | --data_dir DIR] [-n 20] [--flagged] [--json]
 
@@ -31,19 +28,14 @@ List the most recent analyses from the node's database, newest first: one row
 per ear with status, flag, inner-ear volume and TTA uncertainty.`)
 		fs.PrintDefaults()
 	}
-	cfg, err := parseNodeConfig(fs, args, file, apply)
+	cfg, err := parseNodeConfig(fs, args, nc)
 	if err != nil {
 		return err
 	}
 	if *limit < 1 {
 		return fmt.Errorf("%w: -n must be >= 1", errUsage)
 	}
-	if cfg.Database == "" {
-		if _, err := os.Stat(cfg.DataPath("index.db")); err != nil {
-			return fmt.Errorf("no node database at %s (give --data_dir or --database)", cfg.DataPath("index.db"))
-		}
-	}
-	x, err := openIndex(ctx, cfg, slog.New(slog.DiscardHandler))
+	x, err := openNodeIndex(ctx, cfg, slog.New(slog.DiscardHandler), true)
 	if err != nil {
 		return err
 	}

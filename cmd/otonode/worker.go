@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -25,7 +24,6 @@ import (
 	"github.com/otonode/otonode/analysis/tta"
 	"github.com/otonode/otonode/results/worker"
 	"github.com/otonode/otonode/scp"
-	"github.com/otonode/otonode/scp/config"
 	"github.com/otonode/otonode/scp/events"
 	"github.com/otonode/otonode/scp/ops"
 	"github.com/otonode/otonode/store/index"
@@ -34,10 +32,9 @@ import (
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.String("config", "", "YAML configuration file (the node's, so both agree on database, NATS and prefix)")
+	ncfg := bindNodeConfig(fs, "YAML configuration file (the node's, so both agree on database, NATS and prefix)")
 	natsURL := fs.String("nats", "", "NATS URL, short for --nats.url (required: the worker cannot reach an embedded server in-process)")
 	withParent := fs.Bool("exit-with-parent", false, "exit when the parent process goes away (set by otonode serve's supervisor)")
-	apply := config.BindFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: otonode worker [--config FILE] --nats URL [--database postgres://…] [--worker.SETTING VALUE ...]
 
@@ -50,7 +47,7 @@ C-GET otherwise. Settings as for serve (worker.* in the YAML file, OTONODE_*
 variables, flags).`)
 		fs.PrintDefaults()
 	}
-	cfg, err := parseNodeConfig(fs, args, file, apply)
+	cfg, err := parseNodeConfig(fs, args, ncfg)
 	if err != nil {
 		return err
 	}
@@ -75,7 +72,7 @@ variables, flags).`)
 		go exitWithParent(ctx, cancel)
 	}
 
-	x, err := openIndex(ctx, cfg, log)
+	x, err := openNodeIndex(ctx, cfg, log, false)
 	if err != nil {
 		return err
 	}
@@ -151,50 +148,6 @@ variables, flags).`)
 		return nil
 	}
 	return err
-}
-
-// parseNodeConfig parses a command line without positional arguments and
-// builds the node's configuration from the defaults, the YAML file, the
-// environment and the flags, in that order.
-func parseNodeConfig(fs *flag.FlagSet, args []string, file *string, apply func(*config.Config) error) (config.Config, error) {
-	cfg := config.Default()
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, err
-		}
-		return cfg, fmt.Errorf("%w: %w", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	if *file != "" {
-		if err := cfg.LoadFile(*file); err != nil {
-			return cfg, err
-		}
-	}
-	if err := cfg.ApplyEnv(os.Environ()); err != nil {
-		return cfg, err
-	}
-	if err := apply(&cfg); err != nil {
-		return cfg, fmt.Errorf("%w: %w", errUsage, err)
-	}
-	return cfg, nil
-}
-
-// openIndex opens the node's database: PostgreSQL, or the node's SQLite file
-// under the data directory.
-func openIndex(ctx context.Context, cfg config.Config, log *slog.Logger) (*index.Index, error) {
-	if strings.HasPrefix(cfg.Database, "postgres://") || strings.HasPrefix(cfg.Database, "postgresql://") || strings.Contains(cfg.Database, "dbname=") {
-		return index.OpenPostgres(ctx, cfg.Database)
-	}
-	if cfg.Database != "" {
-		return nil, fmt.Errorf("%w: database %q is neither postgres://… nor empty (SQLite)", errUsage, cfg.Database)
-	}
-	path := cfg.DataPath("index.db")
-	if _, err := os.Stat(path); err != nil {
-		log.Warn("no node database here yet; a worker must share the node's database", "sqlite", path)
-	}
-	return index.OpenSQLite(ctx, path)
 }
 
 // unpackReference writes the reference model built into the binary under

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -240,4 +241,12 @@ func (c *Config) Validate() error {
 // DataPath is p inside the data directory.
 func (c *Config) DataPath(p ...string) string {
 	return filepath.Join(append([]string{c.DataDir}, p...)...)
+}
+
+// UsesPostgres reports whether Database names a PostgreSQL server (a
+// postgres:// URL or a key=value DSN); otherwise the node uses the embedded
+// SQLite file when Database is empty.
+func (c *Config) UsesPostgres() bool {
+	db := c.Database
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") || strings.Contains(db, "dbname=")
 }
