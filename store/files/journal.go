@@ -53,7 +53,6 @@ type journal struct {
 	closed     bool
 	err        error         // the materialiser's last failure, nil after a success
 	idle       chan struct{} // closed when the materialiser stops
-	prep       preparing
 	kick       chan struct{} // wakes a waiting materialiser
 	urgent     int           // callers waiting for files
 	lastCommit time.Time
@@ -70,8 +69,7 @@ type segment struct {
 	queued   []*entry // committed, past the mark, not yet with the materialiser
 	inflight int      // entries the materialiser is working on
 	sealed   bool     // full (or failed): no writer takes it until it starts over
-	held     bool     // a writer (or the preparer) has it
-	written  int64    // blocks before this offset are written (not unwritten extents)
+	held     bool     // a writer has it
 }
 
 // entry is one instance committed to a segment (or being committed).
@@ -158,7 +156,7 @@ func (j *journal) recover(ctx context.Context, name string) error {
 		}
 		return nil
 	}
-	s := &segment{f: f, epoch: h.epoch, hdr: h, written: max(h.written, segDataStart)}
+	s := &segment{f: f, epoch: h.epoch, hdr: h}
 	ents, err := scanSegment(f, h, j.l.checkFileLocation)
 	if err != nil {
 		f.Close()
@@ -208,7 +206,7 @@ func (j *journal) create() (*segment, error) {
 	if s.epoch, err = newEpoch(); err != nil {
 		return fail("segment epoch", err)
 	}
-	s.hdr = segHeader{seq: 1, epoch: s.epoch, mark: segDataStart, written: segDataStart}
+	s.hdr = segHeader{seq: 1, epoch: s.epoch, mark: segDataStart}
 	if _, err := f.WriteAt(s.hdr.encode(), slotSize); err != nil {
 		return fail("write segment header", err)
 	}
@@ -220,7 +218,7 @@ func (j *journal) create() (*segment, error) {
 			return fail("fsync segment directory", err)
 		}
 	}
-	s.end, s.written = segDataStart, segDataStart
+	s.end = segDataStart
 	return s, nil
 }
 
@@ -242,10 +240,7 @@ func (j *journal) restart(s *segment) error {
 	if err != nil {
 		return err
 	}
-	j.mu.Lock()
-	written := min(s.written, j.size)
-	j.mu.Unlock()
-	h := segHeader{seq: s.hdr.seq + 1, epoch: e, mark: segDataStart, written: written}
+	h := segHeader{seq: s.hdr.seq + 1, epoch: e, mark: segDataStart}
 	if err := j.writeHeader(s, h); err != nil {
 		return storageErr("write segment header", err)
 	}
@@ -295,16 +290,8 @@ func (j *journal) take() (*segment, error) {
 			return nil, ErrClosed
 		}
 		if n := len(j.free); n > 0 {
-			// The most recently used written one, else the last.
-			i := n - 1
-			for k := n - 1; k >= 0; k-- {
-				if j.free[k].written >= j.size {
-					i = k
-					break
-				}
-			}
-			s := j.free[i]
-			j.free = append(j.free[:i], j.free[i+1:]...)
+			s := j.free[n-1]
+			j.free = j.free[:n-1]
 			s.held = true
 			j.mu.Unlock()
 			return s, nil
@@ -340,17 +327,6 @@ func (j *journal) take() (*segment, error) {
 func (j *journal) give(s *segment) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	// A stream that got a quarter into a segment is worth preparing for.
-	if !j.prep.started && s.end-segDataStart > j.size/4 {
-		j.prep.started = true
-	}
-	j.giveLocked(s)
-	if len(j.free) < spareSegments || j.writtenFreeLocked() < len(j.free) {
-		j.prepareLocked()
-	}
-}
-
-func (j *journal) giveLocked(s *segment) {
 	s.held = false
 	if s.end >= j.size {
 		s.sealed = true
@@ -512,7 +488,6 @@ func (j *journal) commit(e *entry, err error) {
 	e.at = time.Now()
 	j.lastCommit = e.at
 	s.end = e.end
-	s.written = max(s.written, e.end)
 	s.queued = append(s.queued, e)
 	close(e.synced)
 	j.wakeLocked()
@@ -530,13 +505,9 @@ func (j *journal) close() error {
 	if running {
 		j.wakeLocked()
 	}
-	prep := j.prep
 	j.mu.Unlock()
 	if running {
 		<-idle
-	}
-	if prep.running {
-		<-prep.done
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -94,7 +94,6 @@ func (j *journal) run() {
 					j.mu.Lock()
 					j.free = append(j.free, s)
 					j.cond.Broadcast()
-					j.prepareLocked()
 					j.mu.Unlock()
 				}
 			}
@@ -217,9 +216,6 @@ func (j *journal) materialise(ctx context.Context, ents []*entry) error {
 		h := s.hdr
 		h.seq++
 		h.mark = marks[s]
-		j.mu.Lock()
-		h.written = s.written
-		j.mu.Unlock()
 		if err := j.writeHeader(s, h); err != nil {
 			return storageErr("write segment mark", err)
 		}

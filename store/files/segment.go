@@ -18,7 +18,7 @@ import (
 // wait for before the C-STORE-RSP. The layout:
 //
 //	0, 512       two header slots: magic, sequence number, epoch, mark,
-//	             how far the blocks are written (see prepare.go), CRC-32C. The valid slot with the higher sequence number is
+//	             CRC-32C. The valid slot with the higher sequence number is
 //	             the header, so a torn header write loses nothing.
 //	segDataStart records, each at a 4 KiB boundary: a recHeaderSize header
 //	             (magic, epoch, payload size and CRC-32C, data set offset
@@ -62,10 +62,9 @@ func writeZeros(f File, size int64) error {
 
 // segHeader is the content of a header slot.
 type segHeader struct {
-	seq     uint64
-	epoch   epoch
-	mark    int64
-	written int64
+	seq   uint64
+	epoch epoch
+	mark  int64
 }
 
 func (h segHeader) encode() []byte {
@@ -74,13 +73,12 @@ func (h segHeader) encode() []byte {
 	b = binary.LittleEndian.AppendUint64(b, h.seq)
 	b = append(b, h.epoch[:]...)
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.mark))
-	b = binary.LittleEndian.AppendUint64(b, uint64(h.written))
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	return b[:slotSize]
 }
 
 func decodeSegHeader(b []byte) (segHeader, bool) {
-	const n = 8 + 8 + 16 + 8 + 8
+	const n = 8 + 8 + 16 + 8
 	if len(b) < n+4 || string(b[:8]) != segMagic || crc32.Checksum(b[:n], castagnoli) != binary.LittleEndian.Uint32(b[n:]) {
 		return segHeader{}, false
 	}
@@ -88,7 +86,6 @@ func decodeSegHeader(b []byte) (segHeader, bool) {
 	h.seq = binary.LittleEndian.Uint64(b[8:])
 	copy(h.epoch[:], b[16:32])
 	h.mark = int64(binary.LittleEndian.Uint64(b[32:]))
-	h.written = int64(binary.LittleEndian.Uint64(b[40:]))
 	return h, h.mark >= segDataStart
 }
 
