@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/otonode/otonode/results/export"
@@ -27,6 +28,10 @@ func addExporter(ctx context.Context, cfg config.Config, n *scp.Node) error {
 		log.Info("no export destinations configured: results stay on the node (export.destinations)")
 		return nil
 	}
+	if len(cfg.Export.Destinations) == 0 {
+		log.Warn("no export destinations configured: results, including those of models not for diagnosis, are written to the demo folder (set export.destinations, or export.demo_folder: off)",
+			"folder", opt.Destinations[0].Folder)
+	}
 	ex, err := export.New(n.Index, n.Files, opt, n.Ops.Registry, log)
 	if err != nil {
 		return err
@@ -46,6 +51,13 @@ func exportOptions(cfg config.Config) (export.Options, error) {
 	}
 	opt := export.Options{PollInterval: ec.PollInterval, BatchSize: ec.BatchSize, MaxAttempts: ec.MaxAttempts,
 		BackoffBase: ec.BackoffBase, BackoffMax: ec.BackoffMax, Timeout: ec.Timeout, Decompress: qr.Decompress}
+	if len(ec.Destinations) == 0 && ec.DemoFolder != "off" {
+		dir := ec.DemoFolder
+		if !filepath.IsAbs(dir) {
+			dir = cfg.DataPath(dir)
+		}
+		opt.Destinations = append(opt.Destinations, export.Destination{Name: "demo-folder", Folder: dir, AllowNotForDiagnosis: true})
+	}
 	for _, name := range ec.Names() {
 		d := ec.Destinations[name]
 		calling := d.CallingAETitle

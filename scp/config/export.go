@@ -27,6 +27,12 @@ import (
 // settings below). Zero scalar settings take the defaults named on each.
 type Export struct {
 	Destinations map[string]Destination `yaml:"destinations"`
+	// DemoFolder receives the results when no destination is configured,
+	// so a node started with nothing configured shows what it made: a
+	// folder under data_dir unless absolute (default "results"), taking
+	// results of models not for diagnosis too, as the start-up log says.
+	// "off" keeps results on the node until destinations are configured.
+	DemoFolder string `yaml:"demo_folder"`
 	// PollInterval between looks for new results and due retries
 	// (default 1s); the node also wakes the exporter when it stores one.
 	PollInterval time.Duration `yaml:"poll_interval"`
@@ -104,6 +110,9 @@ func (e Export) WithDefaults() Export {
 	}
 	if e.MaxAttempts == 0 {
 		e.MaxAttempts = 12
+	}
+	if e.DemoFolder == "" {
+		e.DemoFolder = "results"
 	}
 	return e
 }
