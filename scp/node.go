@@ -250,6 +250,11 @@ func (n *Node) wire() error {
 		Source: n.Source, Metrics: n.Metrics, Logger: lg.With("component", "reconciler")}
 	n.Mover = &events.Mover{JS: n.JS, Topology: n.Topology, OnDeadLetter: MarkDeadLetter(n.Index, lg),
 		Logger: lg.With("component", "dead-letters")}
+	if w := cfg.Webhook; w.URL != "" {
+		hook := &events.Webhook{JS: n.JS, Topology: n.Topology, URL: w.URL, Secret: w.Secret, Events: w.Events,
+			Logger: lg.With("component", "webhook")}
+		n.AddService("webhook", hook.Run)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

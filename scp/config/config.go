@@ -39,7 +39,9 @@ type Config struct {
 	Worker Worker `yaml:"worker"`
 	// Export sends results to PACS (export.go).
 	Export Export `yaml:"export"`
-	Log    Log    `yaml:"log"`
+	// Webhook POSTs flagged (and other) analysis events (webhook.go).
+	Webhook Webhook `yaml:"webhook"`
+	Log     Log     `yaml:"log"`
 }
 
 // DICOM configures the node's own Application Entity.
@@ -228,6 +230,9 @@ func (c *Config) Validate() error {
 		if _, err := regexp.Compile(re); err != nil {
 			bad("selection pattern %q: %v", re, err)
 		}
+	}
+	if err := c.Webhook.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Storage.RetainSourceDays < 0 {
 		bad("storage.retain_source_days must be >= 0")
