@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/otonode/otonode/internal/testenv"
 )
 
 // e2eCase is one phantom pushed to the node and what must come back.
@@ -62,7 +64,7 @@ func TestEndToEnd(t *testing.T) {
 	bin := buildOtonode(t)
 	ortLib := onnxRuntime(t)
 	pacs := startOrthanc(t)
-	dsn := newPostgres(t)
+	dsn := testenv.Postgres(t, "otonode_conf")
 	node := startServe(t, bin, serveOptions{dsn: dsn, pacs: pacs, ortLib: ortLib, model: calibratedModel(t)})
 	t.Logf("built and started in %v", time.Since(start).Round(time.Millisecond))
 

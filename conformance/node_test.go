@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/otonode/otonode/internal/testenv"
 	"github.com/otonode/otonode/scp/events"
 )
 
@@ -47,7 +48,7 @@ func buildOtonode(t *testing.T) string {
 	if err == nil && os.Getenv("CGO_ENABLED") == "0" {
 		err = errors.New("CGO_ENABLED=0")
 	}
-	need(t, "a C compiler for cgo (the analysis needs ONNX Runtime)", err)
+	testenv.Require(t, "a C compiler for cgo (the analysis needs ONNX Runtime)", err)
 	bin := filepath.Join(t.TempDir(), "otonode")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/otonode")
 	cmd.Dir = ".."
@@ -119,7 +120,7 @@ func onnxRuntime(t *testing.T) string {
 		p, _ = filepath.Abs(filepath.Join("..", "third_party", "onnxruntime", "libonnxruntime.so.1"))
 	}
 	_, err := os.Stat(p)
-	need(t, "ONNX Runtime (ORT_LIB)", err)
+	testenv.Require(t, "ONNX Runtime (ORT_LIB)", err)
 	return p
 }
 
@@ -130,7 +131,7 @@ func startServe(t *testing.T, bin string, o serveOptions) *serveProc {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "otonode.yaml")
 	p := &serveProc{bin: bin, aet: "OTONODE", config: path, dicomPort: freePort(t), httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		topology: events.Topology{Prefix: "e2e" + randHex(3)}}
+		topology: events.Topology{Prefix: "e2e" + testenv.RandHex(3)}}
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p.natsURL = "nats://" + natsAddr
 	cfg := fmt.Sprintf(`data_dir: %s

@@ -3,9 +3,6 @@ package conformance
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,40 +14,8 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/otonode/otonode/internal/testenv"
 )
-
-// need fails under CI (where every peer must be present) and skips
-// elsewhere, with the reason.
-func need(t testing.TB, what string, err error) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required under CI=true: %v", what, err)
-	}
-	t.Skipf("%s not available: %v", what, err)
-}
-
-// tool finds a peer program on PATH or in /usr/sbin.
-func tool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/" + name); serr == nil {
-			return "/usr/sbin/" + name
-		}
-	}
-	need(t, name, err)
-	return p
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 // orthanc is a real Orthanc PACS on free ports, stopped at cleanup.
 type orthanc struct {
@@ -61,7 +26,7 @@ type orthanc struct {
 
 func startOrthanc(t *testing.T) *orthanc {
 	t.Helper()
-	bin := tool(t, "Orthanc")
+	bin := testenv.Tool(t, "Orthanc")
 	dir := t.TempDir()
 	o := &orthanc{aet: "ORTHANC", dicomPort: freePort(t)}
 	hport := freePort(t)
@@ -167,44 +132,6 @@ func (o *orthanc) tags(ctx context.Context, instanceID string) (map[string]any, 
 	var v map[string]any
 	err := o.call(ctx, "GET", "/instances/"+instanceID+"/simplified-tags", nil, &v)
 	return v, err
-}
-
-// database is a fresh PostgreSQL database on the local server (trust
-// auth), dropped at cleanup; "" with a skip outside CI when none runs.
-func newPostgres(t *testing.T) string {
-	t.Helper()
-	var admin string
-	var last error
-	for _, user := range []string{"postgres", "root"} {
-		dsn := "postgres://" + user + "@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"
-		db, err := sql.Open("pgx", dsn)
-		if err == nil {
-			err = db.PingContext(context.Background())
-			db.Close()
-		}
-		if err == nil {
-			admin = dsn
-			break
-		}
-		last = err
-	}
-	need(t, "PostgreSQL at 127.0.0.1:5432", last)
-	name := "otonode_conf_" + randHex(6)
-	db, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop %s: %v", name, err)
-		}
-		db.Close()
-	})
-	return strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
 }
 
 func tail(s string, n int) string {
