@@ -19,7 +19,7 @@ import (
 )
 
 // TestBenchIngest is the ingest benchmark (opt-in: OTONODE_BENCH=1; it
-// writes about 1 GB). dcmtk storescu (TCP_NODELAY=1) sends the same
+// needs about 4 GB of disk for 3 rounds). dcmtk storescu (TCP_NODELAY=1) sends the same
 // 400 × 512² CT series to dcmtk storescp and to our node, durable and with
 // storage.fsync=false, and the times and ratios are printed. Then our SCU
 // sends the series again as a new series and the time from its last
