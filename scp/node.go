@@ -134,6 +134,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (n *Node, err
 	if err != nil {
 		return nil, err
 	}
+	// Closed last: instances still in segments are written to their files.
+	n.closers = append(n.closers, func() {
+		if err := n.Files.Close(); err != nil {
+			n.log.Error("closing the instance store", "err", err)
+		}
+	})
 	if cfg.UsesPostgres() {
 		n.Index, err = index.OpenPostgres(ctx, cfg.Database)
 	} else if cfg.Database == "" {
@@ -374,7 +380,22 @@ func (n *Node) Run(ctx context.Context, grace time.Duration) error {
 			}
 		}()
 	}
-	goRun("completion", n.Scheduler.Run)
+	// Reindex before completion: a file a crash left unindexed belongs to
+	// its series' current revision, not to a late revision opened because
+	// the scheduler completed the series first.
+	goRun("completion", func(ctx context.Context) error {
+		r, err := n.Ingest.Reindex(ctx, time.Time{})
+		if r.Indexed > 0 || r.Unreadable > 0 {
+			n.log.Info("reindexed files a crash left unindexed", "checked", r.Checked, "indexed", r.Indexed, "unreadable", r.Unreadable)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			n.log.Error("reindex at start", "err", err)
+		}
+		return n.Scheduler.Run(ctx)
+	})
 	goRun("selection", n.Selector.Run)
 	goRun("publisher", n.Publisher.Run)
 	goRun("reconciler", n.Reconciler.Run)
@@ -382,13 +403,6 @@ func (n *Node) Run(ctx context.Context, grace time.Duration) error {
 	for _, s := range n.services {
 		goRun(s.name, s.run)
 	}
-	goRun("reindex", func(ctx context.Context) error {
-		r, err := n.Ingest.Reindex(ctx, time.Time{})
-		if r.Indexed > 0 || r.Unreadable > 0 {
-			n.log.Info("reindexed files a crash left unindexed", "checked", r.Checked, "indexed", r.Indexed, "unreadable", r.Unreadable)
-		}
-		return err
-	})
 	if days := n.Config.Storage.RetainSourceDays; days > 0 {
 		goRun("retention", func(ctx context.Context) error {
 			pol := store.RetentionPolicy{DeleteSourcesAfter: time.Duration(days) * 24 * time.Hour}
