@@ -43,9 +43,11 @@ type Options struct {
 	// chunk size).
 	SingleWindow int
 	// LargestComponent keeps only the largest 26-connected component of
-	// each ear's segmentation (on the source grid). Off by default, as in
-	// the paper: it hides a model's false positives from the figures, and
-	// it drops any part of a labyrinth the threshold cut off.
+	// each ear's segmentation (on the source grid), and looks for the
+	// landmarks only within landmarkMarginMM of it (they lie on or in the
+	// labyrinth). Off by default, as in the paper: it hides a model's false
+	// positives from the figures, and it drops any part of a labyrinth the
+	// threshold cut off.
 	LargestComponent bool
 	// Progress, when set, is told about each step of the work.
 	Progress func(stage string, done, total int)
@@ -194,8 +196,12 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 		return nil, nil, err
 	}
 	nvox := mg.Len()
+	var near []bool
+	if a.Options.LargestComponent {
+		near = nearLargest(prob, mg, thr, landmarkMarginMM)
+	}
 	for ch, name := range LandmarkOrder {
-		v, p := peak(heat[ch*nvox:(ch+1)*nvox], mg.Size)
+		v, p := peakWithin(heat[ch*nvox:(ch+1)*nvox], mg.Size, near)
 		mm := mg.Affine.Apply(p)
 		ear.Landmarks = append(ear.Landmarks, Landmark{Name: name, PatientMM: mm, Voxel: inv.Apply(mm), Peak: float64(v)})
 	}
@@ -312,14 +318,42 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ea
 	return prob, spread, heatSum, math.Sqrt(vv) * sp[0] * sp[1] * sp[2], nil
 }
 
+// landmarkMarginMM is how far from the kept structure landmarks are looked
+// for when Options.LargestComponent is set: the windows lie on the
+// labyrinth's surface and the helicotrema inside it.
+const landmarkMarginMM = 1.5
+
+// nearLargest marks the voxels of grid g within marginMM of the largest
+// connected component of prob >= thr; nil when nothing is predicted.
+func nearLargest(prob []float32, g volume.Grid, thr float32, marginMM float64) []bool {
+	fg := make([]bool, len(prob))
+	for i, p := range prob {
+		fg[i] = p >= thr
+	}
+	if largestComponent(fg, g.Size) == 0 {
+		return nil
+	}
+	d2 := metrics.SquaredEDT(fg, g.Size, g.Affine.Spacing())
+	for i, d := range d2 {
+		fg[i] = d <= marginMM*marginMM
+	}
+	return fg
+}
+
 // peak returns the maximum of a heatmap and its position refined to sub-voxel
 // precision by a parabola through the maximum and its neighbours on each axis.
-func peak(h []float32, n [3]int) (float32, [3]float64) {
-	best := 0
+func peak(h []float32, n [3]int) (float32, [3]float64) { return peakWithin(h, n, nil) }
+
+// peakWithin is peak over the voxels where within is true (all when nil).
+func peakWithin(h []float32, n [3]int, within []bool) (float32, [3]float64) {
+	best := -1
 	for i, v := range h {
-		if v > h[best] {
+		if (within == nil || within[i]) && (best < 0 || v > h[best]) {
 			best = i
 		}
+	}
+	if best < 0 {
+		best = 0
 	}
 	idx := [3]int{best % n[0], best / n[0] % n[1], best / (n[0] * n[1])}
 	stride := [3]int{1, n[0], n[0] * n[1]}
