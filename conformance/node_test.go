@@ -62,9 +62,10 @@ func buildOtonode(t *testing.T) string {
 // flagThreshold is the TTA uncertainty score above which the test's model
 // flags an ear. The reference manifest ships uncalibrated (flag_threshold
 // null: no ear is ever flagged for uncertainty); a site sets it after
-// calibration on its own data. Measured here with the reference model:
-// the normal phantom of seed 11 scores 0.024 (10 passes) and 0.022
-// (testTTA), the severe otosclerosis phantom of seed 12 0.097 and 0.075.
+// calibration on its own data. Measured here with testTTA: the normal
+// phantom of seed 11 scores 0.022 (reference model v0 and v1), the severe
+// otosclerosis phantom of seed 12 0.075 (v0) and 0.095 (v1); with v0's 10
+// passes 0.024 and 0.097.
 const flagThreshold = 0.05
 
 // testTTA are the test-time augmentations the test's worker runs: four of
