@@ -10,7 +10,8 @@ import (
 
 // With LargestComponent the pipeline keeps the largest blob of what the
 // network calls inner ear (here the vestibule) and drops the rest; without
-// it, every blob stays (the paper's default).
+// it, every blob stays (the paper's default). A manifest can ask for it;
+// Options.Raw then measures the network alone.
 func TestAnalyzeLargestComponent(t *testing.T) {
 	far := ellipsoid{Centre: [3]float64{3.5, 3.5, 2.5}, Radii: [3]float64{1, 1, 1}, HU: 30}
 	ct := paint([3]int{110, 100, 90}, 0.25, [3]float64{-12, -13, -11}, 1100, append(earScene[:3:3], far))
@@ -21,9 +22,25 @@ func TestAnalyzeLargestComponent(t *testing.T) {
 		p := inv.Apply(mm)
 		return l.At(int(math.Round(p[0])), int(math.Round(p[1])), int(math.Round(p[2])))
 	}
-	for _, largest := range []bool{false, true} {
-		a := &Analyzer{Manifest: m, Model: fluidNet{lo: norm(-500), hi: norm(1015)},
-			Options: Options{SingleWindow: 256, TTA: []tta.Transform{tta.Identity}, LargestComponent: largest}}
+	tests := []struct {
+		name     string
+		option   bool // Options.LargestComponent
+		manifest bool // postprocessing.largest_component
+		raw      bool // Options.Raw
+		largest  bool // the clean-up runs
+	}{
+		{"paper default", false, false, false, false},
+		{"option", true, false, false, true},
+		{"manifest", false, true, false, true},
+		{"manifest, raw", false, true, true, false},
+		{"option beats raw", true, true, true, true},
+	}
+	for _, tt := range tests {
+		largest := tt.largest
+		mm := *m
+		mm.Postprocessing.LargestComponent = tt.manifest
+		a := &Analyzer{Manifest: &mm, Model: fluidNet{lo: norm(-500), hi: norm(1015)},
+			Options: Options{SingleWindow: 256, TTA: []tta.Transform{tta.Identity}, LargestComponent: tt.option, Raw: tt.raw}}
 		res, err := a.Analyze(context.Background(), ct)
 		if err != nil {
 			t.Fatal(err)

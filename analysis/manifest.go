@@ -69,6 +69,12 @@ type Manifest struct {
 		// uncertainty, and the log says so).
 		FlagThreshold *float64 `json:"flag_threshold"`
 	} `json:"uncertainty"`
+	// Postprocessing is what the model's figures were measured with.
+	Postprocessing struct {
+		// LargestComponent: keep each ear's largest connected component
+		// (see Options.LargestComponent).
+		LargestComponent bool `json:"largest_component"`
+	} `json:"postprocessing"`
 	PlausibleVolumeMM3 struct {
 		Min *float64 `json:"min"`
 		Max *float64 `json:"max"`

@@ -49,6 +49,9 @@ type Options struct {
 	// positives from the figures, and it drops any part of a labyrinth the
 	// threshold cut off.
 	LargestComponent bool
+	// Raw ignores the post-processing the manifest asks for, to measure
+	// the network's own output (LargestComponent still applies).
+	Raw bool
 	// Progress, when set, is told about each step of the work.
 	Progress func(stage string, done, total int)
 }
@@ -171,7 +174,7 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	for i, p := range back.Data {
 		mask[i] = p >= thr
 	}
-	if a.Options.LargestComponent {
+	if a.largestComponent() {
 		largestComponent(mask, srcSub.Size)
 	}
 	label := volume.New[uint8](ct.Grid)
@@ -197,7 +200,7 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	}
 	nvox := mg.Len()
 	var near []bool
-	if a.Options.LargestComponent {
+	if a.largestComponent() {
 		near = nearLargest(prob, mg, thr, landmarkMarginMM)
 	}
 	for ch, name := range LandmarkOrder {
@@ -219,6 +222,13 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	ear.Flag = a.flag(ear)
 	mark("postprocess", t0)
 	return ear, stages, nil
+}
+
+// largestComponent tells whether the largest-component clean-up runs: when
+// the options ask for it, or the manifest does and the options do not ask
+// for the raw output.
+func (a *Analyzer) largestComponent() bool {
+	return a.Options.LargestComponent || (a.Manifest.Postprocessing.LargestComponent && !a.Options.Raw)
 }
 
 // normalise clips to the manifest's intensity window and standardises.

@@ -24,7 +24,8 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ortLib := fs.String("ort-lib", "", "path of libonnxruntime.so; default $ORT_LIB")
 	provider := fs.String("provider", "cpu", "ONNX Runtime execution provider: cpu or cuda (cuda needs a GPU build of ONNX Runtime)")
 	threads := fs.Int("threads", 0, "intra-op threads; 0 means one per core")
-	largest := fs.Bool("largest-component", false, "keep only the largest connected component of each ear's segmentation (off, as in the paper)")
+	largest := fs.Bool("largest-component", false, "keep only the largest connected component of each ear's segmentation (default: as the model's manifest says)")
+	raw := fs.Bool("raw", false, "the network's own output: no post-processing the manifest asks for (the paper's protocol)")
 	ttaSet := fs.String("tta", "", "comma-separated TTA transforms (identity,i90,…,k270); default all 10")
 	noDICOM := fs.Bool("no-dicom", false, "do not write the DICOM SEG and SR")
 	quiet := fs.Bool("quiet", false, "no progress")
@@ -45,7 +46,7 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *model == "" {
 		return fmt.Errorf("%w: no model: give --model or set OTONODE_MODEL", errUsage)
 	}
-	opts := analysis.Options{LargestComponent: *largest}
+	opts := analysis.Options{LargestComponent: *largest, Raw: *raw}
 	if *ttaSet != "" {
 		if opts.TTA, err = tta.ByName(strings.Split(*ttaSet, ",")); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)

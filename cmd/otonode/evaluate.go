@@ -24,7 +24,8 @@ func runEvaluate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	ortLib := fs.String("ort-lib", "", "path of libonnxruntime.so; default $ORT_LIB")
 	provider := fs.String("provider", "cpu", "execution provider: cpu or cuda")
 	threads := fs.Int("threads", 0, "intra-op threads; 0 means one per core")
-	largest := fs.Bool("largest-component", false, "keep only the largest connected component of each ear's segmentation (off, as in the paper)")
+	largest := fs.Bool("largest-component", false, "keep only the largest connected component of each ear's segmentation (default: as the model's manifest says)")
+	raw := fs.Bool("raw", false, "the network's own output: no post-processing the manifest asks for (the paper's protocol)")
 	ttaSet := fs.String("tta", "", "comma-separated TTA transforms; default all 10")
 	format := fs.String("format", "table", "output: table (summaries), csv (one row per case) or json (both)")
 	by := fs.String("by", "variant", "group summaries by: variant or split")
@@ -62,7 +63,7 @@ func runEvaluate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *limit > 0 && len(cases) > *limit {
 		cases = cases[:*limit]
 	}
-	opts := analysis.Options{LargestComponent: *largest}
+	opts := analysis.Options{LargestComponent: *largest, Raw: *raw}
 	if *ttaSet != "" {
 		if opts.TTA, err = tta.ByName(strings.Split(*ttaSet, ",")); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
