@@ -10,10 +10,47 @@ package infer
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 )
 
 // EnvLibrary names the environment variable that points at libonnxruntime.so.
 const EnvLibrary = "ORT_LIB"
+
+// LibraryCandidates are where FindLibrary looks when neither a path nor
+// $ORT_LIB names the library: where deploy/fetch-onnxruntime.sh puts it
+// (relative to the working directory, as when running from a checkout,
+// and beside the executable), then the usual system folders.
+func LibraryCandidates() []string {
+	const name = "libonnxruntime.so.1"
+	c := []string{filepath.Join("third_party", "onnxruntime", name)}
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		c = append(c, filepath.Join(dir, name), filepath.Join(dir, "third_party", "onnxruntime", name))
+	}
+	return append(c, "/usr/local/lib/"+name, "/usr/lib/x86_64-linux-gnu/"+name, "/usr/lib/aarch64-linux-gnu/"+name)
+}
+
+// FindLibrary returns the ONNX Runtime library to load: path when given,
+// else $ORT_LIB, else the first of LibraryCandidates that exists (made
+// absolute). It returns ErrNoLibrary when none is found.
+func FindLibrary(path string) (string, error) {
+	if path == "" {
+		path = os.Getenv(EnvLibrary)
+	}
+	if path != "" {
+		return path, nil
+	}
+	for _, c := range LibraryCandidates() {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			if abs, err := filepath.Abs(c); err == nil {
+				return abs, nil
+			}
+			return c, nil
+		}
+	}
+	return "", ErrNoLibrary
+}
 
 // ErrNoLibrary is returned when no ONNX Runtime library path is known.
 var ErrNoLibrary = errors.New("infer: no ONNX Runtime library: set " + EnvLibrary +

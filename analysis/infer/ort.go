@@ -19,16 +19,14 @@ var (
 	theRT     *Runtime
 )
 
-// OpenRuntime loads ONNX Runtime from libPath (an empty path means $ORT_LIB)
+// OpenRuntime loads ONNX Runtime from libPath (an empty path: see FindLibrary)
 // and initialises its environment. Later calls return the same Runtime; a
 // call naming another library than the first is an error, because the C
 // library cannot be swapped inside a running process.
 func OpenRuntime(libPath string) (*Runtime, error) {
-	if libPath == "" {
-		libPath = os.Getenv(EnvLibrary)
-	}
-	if libPath == "" {
-		return nil, ErrNoLibrary
+	libPath, err := FindLibrary(libPath)
+	if err != nil {
+		return nil, err
 	}
 	runtimeMu.Lock()
 	defer runtimeMu.Unlock()
