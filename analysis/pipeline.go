@@ -38,6 +38,11 @@ type Options struct {
 	TTA  []tta.Transform
 	Gate Gate
 	ROI  roi.Options
+	// FullTTA runs every TTA pass over the whole region, the paper's
+	// protocol. By default only the first pass does; the others run on a
+	// box around its foreground and landmarks (see predictTTA).
+	FullTTA bool
+
 	// SingleWindow is the largest region (voxels per axis) run as one
 	// network input instead of sliding windows (default: the manifest's
 	// chunk size).
@@ -244,6 +249,14 @@ func (a *Analyzer) normalise(x []float32) {
 // predictTTA runs every TTA transform, rotates each prediction back and
 // returns the voxel-wise mean probability, its standard deviation across the
 // passes and the mean heatmaps ([3][n] flattened), all on x's grid.
+//
+// Unless Options.FullTTA is set, only the first pass sees the whole region.
+// The others run on the box around its foreground and heatmap peaks grown
+// by focusMargin, when that box is under focusMaxFraction of the region;
+// outside the box they take the first pass's values, so there the mean is
+// the first pass's and the spread is 0. The uncertainty score looks only
+// within the manifest's margin of the foreground, inside the box. With no
+// foreground in the first pass every pass runs in full.
 func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ear, ears int) (prob, spread, heat []float32, volSpread float64, err error) {
 	m := a.Manifest
 	transforms := a.Options.TTA
@@ -265,29 +278,40 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ea
 		Single:   single,
 		Pad:      float32((m.Normalization.ClipLow - m.Normalization.Mean) / m.Normalization.Std),
 	}
+	nh := len(LandmarkOrder)
+	// pass runs t on src (extents n) and returns the segmentation logits
+	// and heatmaps rotated back onto src's layout.
+	pass := func(t tta.Transform, src []float32, n [3]int) (seg, heat []float32, err error) {
+		nv := len(src)
+		buf := make([]float32, nv)
+		tn := tta.Into(t, buf, src, n)
+		// The model reads [D,H,W] = [k,j,i] with i fastest: our layout.
+		outs, err := infer.Predict(ctx, a.Model, buf, [3]int{tn[2], tn[1], tn[0]}, tiling)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(outs) < 2 || len(outs[0]) != nv || len(outs[1]) != nh*nv {
+			return nil, nil, fmt.Errorf("model outputs have %d arrays, want segmentation (%d) and heatmaps (%d)", len(outs), nv, nh*nv)
+		}
+		undo := t.Inverse()
+		seg = make([]float32, nv)
+		tta.Into(undo, seg, outs[0], tn)
+		heat = make([]float32, nh*nv)
+		for c := range nh {
+			tta.Into(undo, heat[c*nv:(c+1)*nv], outs[1][c*nv:(c+1)*nv], tn)
+		}
+		return seg, heat, nil
+	}
+
 	n := x.Size
 	nvox := x.Len()
 	sum := make([]float64, nvox)
 	sumSq := make([]float64, nvox)
-	heatSum := make([]float32, len(LandmarkOrder)*nvox)
-	buf := make([]float32, nvox)
-	back := make([]float32, nvox)
+	heatSum := make([]float32, nh*nvox)
 	var vols []float64 // foreground voxels of each pass
-	for p, t := range transforms {
-		a.progress(fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears), p, len(transforms))
-		tn := tta.Into(t, buf, x.Data, n)
-		// The model reads [D,H,W] = [k,j,i] with i fastest: our layout.
-		outs, err := infer.Predict(ctx, a.Model, buf, [3]int{tn[2], tn[1], tn[0]}, tiling)
-		if err != nil {
-			return nil, nil, nil, 0, err
-		}
-		if len(outs) < 2 || len(outs[0]) != nvox || len(outs[1]) != len(LandmarkOrder)*nvox {
-			return nil, nil, nil, 0, fmt.Errorf("model outputs have %d arrays, want segmentation (%d) and heatmaps (%d)", len(outs), nvox, len(LandmarkOrder)*nvox)
-		}
-		undo := t.Inverse()
-		tta.Into(undo, back, outs[0], tn)
+	add := func(seg, heat []float32) {
 		var fg int
-		for i, l := range back {
+		for i, l := range seg {
 			pr := 1 / (1 + math.Exp(-float64(l)))
 			sum[i] += pr
 			sumSq[i] += pr * pr
@@ -296,13 +320,51 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ea
 			}
 		}
 		vols = append(vols, float64(fg))
-		for c := range LandmarkOrder {
-			tta.Into(undo, back, outs[1][c*nvox:(c+1)*nvox], tn)
-			h := heatSum[c*nvox : (c+1)*nvox]
-			for i, v := range back {
-				h[i] += v
-			}
+		for i, v := range heat {
+			heatSum[i] += v
 		}
+	}
+
+	var (
+		focus           volume.Box
+		focused         bool
+		seg0, heat0, xc []float32
+	)
+	for p, t := range transforms {
+		a.progress(fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears), p, len(transforms))
+		if !focused {
+			seg, heat, err := pass(t, x.Data, n)
+			if err != nil {
+				return nil, nil, nil, 0, err
+			}
+			add(seg, heat)
+			if p == 0 && !a.Options.FullTTA && len(transforms) > 1 {
+				prob0 := make([]float32, nvox)
+				for i, l := range seg {
+					prob0[i] = float32(1 / (1 + math.Exp(-float64(l))))
+				}
+				b, ok := focusBox(prob0, heat, n, float32(m.Threshold), focusMargin(x.Affine.Spacing(), m.Uncertainty.MarginMM))
+				if ok && float64(boxLen(b)) < focusMaxFraction*float64(nvox) {
+					focus, focused = b, true
+					seg0, heat0 = seg, heat
+					xc = make([]float32, boxLen(b))
+					cropInto(xc, x.Data, n, b)
+				}
+			}
+			continue
+		}
+		segC, heatC, err := pass(t, xc, focus.Size())
+		if err != nil {
+			return nil, nil, nil, 0, err
+		}
+		seg := append([]float32(nil), seg0...)
+		heat := append([]float32(nil), heat0...)
+		pasteBox(seg, segC, n, focus)
+		nc := len(xc)
+		for c := range nh {
+			pasteBox(heat[c*nvox:(c+1)*nvox], heatC[c*nc:(c+1)*nc], n, focus)
+		}
+		add(seg, heat)
 	}
 	a.progress(fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears), len(transforms), len(transforms))
 	k := float64(len(transforms))

@@ -102,7 +102,8 @@ func benchPath(ctx context.Context, path, model, input, ortLib string, paperChun
 		return nil, err
 	}
 	defer net.Close()
-	a := &analysis.Analyzer{Manifest: man, Model: net}
+	// The paper's side runs every TTA pass over the whole region.
+	a := &analysis.Analyzer{Manifest: man, Model: net, Options: analysis.Options{FullTTA: path == "paper"}}
 	start := time.Now()
 	switch path {
 	case "otonode":

@@ -1,0 +1,187 @@
+package analysis
+
+import (
+	"context"
+	"testing"
+
+	"github.com/otonode/otonode/analysis/volume"
+)
+
+func TestFocusBox(t *testing.T) {
+	n := [3]int{20, 16, 12}
+	idx := func(i, j, k int) int { return i + n[0]*(j+n[1]*k) }
+	tests := []struct {
+		name   string
+		fg     [][3]int // voxels at the threshold or above
+		peaks  [][3]int // one per heatmap channel
+		margin [3]int
+		want   volume.Box
+		ok     bool
+	}{
+		{name: "empty", peaks: [][3]int{{5, 5, 5}}, margin: [3]int{2, 2, 2}},
+		{
+			name: "one voxel", fg: [][3]int{{10, 8, 6}}, margin: [3]int{2, 3, 1},
+			want: volume.Box{Min: [3]int{8, 5, 5}, Max: [3]int{13, 12, 8}}, ok: true,
+		},
+		{
+			name: "peaks widen it", fg: [][3]int{{10, 8, 6}, {11, 9, 6}}, peaks: [][3]int{{4, 8, 6}, {10, 8, 6}, {11, 12, 7}},
+			margin: [3]int{1, 1, 1},
+			want:   volume.Box{Min: [3]int{3, 7, 5}, Max: [3]int{13, 14, 9}}, ok: true,
+		},
+		{
+			name: "clipped", fg: [][3]int{{1, 0, 11}, {18, 15, 10}}, margin: [3]int{3, 3, 3},
+			want: volume.Box{Min: [3]int{0, 0, 7}, Max: [3]int{20, 16, 12}}, ok: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nv := n[0] * n[1] * n[2]
+			prob := make([]float32, nv)
+			prob[idx(19, 15, 0)] = 0.49 // below the threshold: ignored
+			for _, p := range tt.fg {
+				prob[idx(p[0], p[1], p[2])] = 0.5
+			}
+			heat := make([]float32, len(tt.peaks)*nv)
+			for c, p := range tt.peaks {
+				for i := range nv {
+					heat[c*nv+i] = -1
+				}
+				heat[c*nv+idx(p[0], p[1], p[2])] = 2
+			}
+			b, ok := focusBox(prob, heat, n, 0.5, tt.margin)
+			if ok != tt.ok || (ok && b != tt.want) {
+				t.Fatalf("got %v %v, want %v %v", b, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestFocusMargin(t *testing.T) {
+	if got, want := focusMargin([3]float64{0.1, 0.2, 0.5}, 1), [3]int{30, 15, 6}; got != want {
+		t.Errorf("margin %v, want %v (3 mm)", got, want)
+	}
+	if got, want := focusMargin([3]float64{0.25, 0.25, 0.25}, 3), [3]int{16, 16, 16}; got != want {
+		t.Errorf("margin %v, want %v (uncertainty margin + 1 mm)", got, want)
+	}
+}
+
+func TestCropPaste(t *testing.T) {
+	n := [3]int{5, 4, 3}
+	src := make([]float32, 60)
+	for i := range src {
+		src[i] = float32(i)
+	}
+	b := volume.Box{Min: [3]int{1, 2, 1}, Max: [3]int{4, 4, 3}}
+	c := make([]float32, boxLen(b))
+	cropInto(c, src, n, b)
+	if c[0] != float32(1+5*(2+4*1)) || c[len(c)-1] != float32(3+5*(3+4*2)) {
+		t.Fatalf("crop %v", c)
+	}
+	dst := make([]float32, 60)
+	pasteBox(dst, c, n, b)
+	for k := range 3 {
+		for j := range 4 {
+			for i := range 5 {
+				in := i >= 1 && i < 4 && j >= 2 && k >= 1
+				v := dst[i+5*(j+4*k)]
+				if in && v != src[i+5*(j+4*k)] || !in && v != 0 {
+					t.Fatalf("(%d,%d,%d) = %v", i, j, k, v)
+				}
+			}
+		}
+	}
+}
+
+// voxelNet counts the calls and input voxels the network is given.
+type voxelNet struct {
+	fluidNet
+	calls, voxels *int
+}
+
+func (v voxelNet) Run(x []float32, d, h, w int) ([][]float32, error) {
+	*v.calls++
+	*v.voxels += d * h * w
+	return v.fluidNet.Run(x, d, h, w)
+}
+
+// Focused TTA gives the segmentation, volume and landmarks of full TTA with
+// the equivariant network, for much less network input.
+func TestAnalyzeFocusedTTA(t *testing.T) {
+	ct := paint([3]int{110, 100, 90}, 0.25, [3]float64{-12, -13, -11}, 1100, earScene)
+	m := testManifest(0.2)
+	norm := func(hu float32) float32 { return (hu - 500) / 1000 }
+	type run struct {
+		ear           Ear
+		calls, voxels int
+	}
+	analyze := func(full bool) run {
+		var r run
+		net := voxelNet{fluidNet{lo: norm(-500), hi: norm(1015)}, &r.calls, &r.voxels}
+		a := &Analyzer{Manifest: m, Model: net, Options: Options{SingleWindow: 256, FullTTA: full}}
+		res, err := a.Analyze(context.Background(), ct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != StatusDone || len(res.Ears) != 1 {
+			t.Fatalf("full %v: status %q (%s), %d ears", full, res.Status, res.Reason, len(res.Ears))
+		}
+		r.ear = res.Ears[0]
+		return r
+	}
+	full, focused := analyze(true), analyze(false)
+	if full.calls != 10 || focused.calls != 10 {
+		t.Errorf("network calls: full %d, focused %d; want 10 each (one window per pass)", full.calls, focused.calls)
+	}
+	// Passes 1..9 on the box: well under half the voxels of full TTA.
+	if 2*focused.voxels >= full.voxels {
+		t.Errorf("network input: focused %d voxels, full %d; want under half", focused.voxels, full.voxels)
+	}
+	t.Logf("network input: focused %d voxels, full %d", focused.voxels, full.voxels)
+	var differ, fg int
+	for i, v := range full.ear.Label.Data {
+		if v != focused.ear.Label.Data[i] {
+			differ++
+		}
+		if v != 0 {
+			fg++
+		}
+	}
+	if differ != 0 || fg == 0 {
+		t.Errorf("%d of %d foreground voxels differ between focused and full TTA", differ, fg)
+	}
+	if full.ear.VolumeMM3 != focused.ear.VolumeMM3 {
+		t.Errorf("volume: focused %g, full %g", focused.ear.VolumeMM3, full.ear.VolumeMM3)
+	}
+	for i, l := range full.ear.Landmarks {
+		if d := dist3(l.PatientMM, focused.ear.Landmarks[i].PatientMM); d > 1e-3 {
+			t.Errorf("%s: focused %v, full %v", l.Name, focused.ear.Landmarks[i].PatientMM, l.PatientMM)
+		}
+	}
+	if focused.ear.Uncertainty > 1e-6 || focused.ear.VolumeSpreadMM3 != 0 {
+		t.Errorf("focused: uncertainty %g, volume spread %g; want 0 for an equivariant network", focused.ear.Uncertainty, focused.ear.VolumeSpreadMM3)
+	}
+}
+
+// With no foreground in the first pass there is nothing to focus on: every
+// pass runs over the whole region.
+func TestPredictTTANoForegroundRunsInFull(t *testing.T) {
+	m := testManifest(0.25)
+	x := paint([3]int{40, 36, 32}, 0.25, [3]float64{}, 1100, nil)
+	var calls, voxels int
+	a := &Analyzer{Manifest: m, Model: voxelNet{fluidNet{lo: -0.5, hi: 0.5}, &calls, &voxels}, Options: Options{SingleWindow: 256}}
+	a.normalise(x.Data)
+	prob, _, _, _, err := a.predictTTA(context.Background(), x, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range prob {
+		if p >= 0.5 {
+			t.Fatal("foreground in a scene of bone alone")
+		}
+	}
+	// Each pass pads its 40×36×32 input (rotated) to a multiple of 4: the
+	// same count whatever the rotation.
+	if want := 10 * 40 * 36 * 32; calls != 10 || voxels != want {
+		t.Fatalf("%d calls on %d voxels, want 10 on %d", calls, voxels, want)
+	}
+}
