@@ -31,4 +31,21 @@ func sideFromShape(helicotrema, oval, round, centre [3]float64) Laterality {
 	return ""
 }
 
+// earSide combines the clues to one ear's side: roi is the region finder's
+// guess, fromPosition tells that it comes from the half of the head the ear
+// lies in (the finder saw two ears), shape is sideFromShape's answer.
+//
+// Two ears of one head lie on opposite sides, and in patient coordinates
+// the one at smaller x is the right: that is stronger evidence than the
+// shape, which rests on three landmarks and a centroid from the model, so a
+// model that misplaces one landmark (e.g. in the internal auditory canal)
+// turns a right ear into a left one as easily as not. Otherwise the shape
+// decides, and the finder's guess from the middle-ear air is the fallback.
+func earSide(roi Laterality, fromPosition bool, shape Laterality) Laterality {
+	if (fromPosition && roi != "") || shape == "" {
+		return roi
+	}
+	return shape
+}
+
 func sub(a, b [3]float64) [3]float64 { return [3]float64{a[0] - b[0], a[1] - b[1], a[2] - b[2]} }

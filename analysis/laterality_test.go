@@ -47,3 +47,26 @@ func TestSideFromShape(t *testing.T) {
 		t.Errorf("coincident landmarks gave %q", got)
 	}
 }
+
+func TestEarSide(t *testing.T) {
+	tests := []struct {
+		name         string
+		roi          Laterality
+		fromPosition bool
+		shape        Laterality
+		want         Laterality
+	}{
+		{"bilateral: position beats a contrary shape", Right, true, Left, Right},
+		{"bilateral: position and shape agree", Left, true, Left, Left},
+		{"bilateral: no shape", Right, true, "", Right},
+		{"single ear: shape beats the air guess", Right, false, Left, Left},
+		{"single ear: air guess when the shape is unsure", Left, false, "", Left},
+		{"single ear: shape when the air tells nothing", "", false, Right, Right},
+		{"nothing known", "", false, "", ""},
+	}
+	for _, tt := range tests {
+		if got := earSide(tt.roi, tt.fromPosition, tt.shape); got != tt.want {
+			t.Errorf("%s: earSide(%q, %v, %q) = %q, want %q", tt.name, tt.roi, tt.fromPosition, tt.shape, got, tt.want)
+		}
+	}
+}

@@ -31,6 +31,8 @@ type ReportInput struct {
 // WriteOutputs writes into dir: segmentation.nii.gz (all ears, 1 = inner
 // ear, on the source grid), uncertainty-<side>.nii.gz per ear (on the model
 // grid), preview-<side>.png per ear, and report.json. It returns the report.
+// <side> is right, left or ear<n>, with the ear's number appended when two
+// ears have the same side (see earNames).
 func WriteOutputs(dir string, in *Input, res *Result) (*Report, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("analysis: output folder: %w", err)
@@ -66,8 +68,9 @@ func WriteOutputs(dir string, in *Input, res *Result) (*Report, error) {
 		}
 		rep.Files["segmentation"] = "segmentation.nii.gz"
 	}
+	names := earNames(res.Ears)
 	for n, e := range res.Ears {
-		side := earName(e, n)
+		side := names[n]
 		if e.UncertaintyMap != nil {
 			name := "uncertainty-" + side + ".nii.gz"
 			if err := nifti.WriteFile(filepath.Join(dir, name), e.UncertaintyMap, nifti.Options{Description: desc}); err != nil {
@@ -101,6 +104,24 @@ func earName(e Ear, n int) string {
 		return "left"
 	}
 	return fmt.Sprintf("ear%d", n+1)
+}
+
+// earNames are the ears' names in file names: earName, with the ear's
+// number appended where two ears would share a name (both of one side), so
+// that no ear's files overwrite another's.
+func earNames(ears []Ear) []string {
+	names := make([]string, len(ears))
+	count := map[string]int{}
+	for n, e := range ears {
+		names[n] = earName(e, n)
+		count[names[n]]++
+	}
+	for n, name := range names {
+		if count[name] > 1 {
+			names[n] = fmt.Sprintf("%s%d", name, n+1)
+		}
+	}
+	return names
 }
 
 // Summary is one line per ear for a terminal.

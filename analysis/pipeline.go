@@ -214,14 +214,13 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 		ear.Landmarks = append(ear.Landmarks, Landmark{Name: name, PatientMM: mm, Voxel: inv.Apply(mm), Peak: float64(v)})
 	}
 
-	// The shape of the labyrinth tells its side whatever the orientation;
-	// the position of the middle-ear air (the ROI's guess) is the fallback.
-	if c, ok := centroidMM(prob, mg, thr); ok {
+	// The side: see earSide for how the shape and the ROI's clue combine.
+	var shape Laterality
+	if centre, ok := centroidMM(prob, mg, thr); ok {
 		l := ear.Landmarks
-		if side := sideFromShape(l[0].PatientMM, l[1].PatientMM, l[2].PatientMM, c); side != "" {
-			ear.Laterality = side
-		}
+		shape = sideFromShape(l[0].PatientMM, l[1].PatientMM, l[2].PatientMM, centre)
 	}
+	ear.Laterality = earSide(Laterality(c.Side), c.SideFromPosition, shape)
 	ear.Uncertainty = uncertaintyScore(prob, spread, mg, thr, m.Uncertainty.MarginMM)
 	ear.UncertaintyMap = &volume.Volume[float32]{Grid: mg, Data: spread}
 	ear.Flag = a.flag(ear)

@@ -32,9 +32,15 @@ const (
 
 // Candidate is one inner ear found in the volume.
 type Candidate struct {
-	Side        Side
-	CentreMM    [3]float64 // patient coordinates (LPS) of the enclosed cavity's centroid
-	CentreVoxel [3]float64 // the same on the source grid
+	Side Side
+	// SideFromPosition is set when Side comes from the ear's half of the
+	// head (two ears found: the one at smaller patient x is the right), not
+	// from the middle-ear air beside a single ear. In patient coordinates
+	// that is the strongest evidence there is; it holds only when the scan's
+	// patient orientation is right, which a bilateral head scan's is.
+	SideFromPosition bool
+	CentreMM         [3]float64 // patient coordinates (LPS) of the enclosed cavity's centroid
+	CentreVoxel      [3]float64 // the same on the source grid
 	// Box is the region to analyse on the source grid: voxel indices
 	// [Box[0][a], Box[1][a]) along each axis a, clipped to the grid.
 	Box [2][3]int
@@ -153,6 +159,7 @@ func Find(v *volume.Volume[float32], opt Options) ([]Candidate, error) {
 			out[0], out[1] = out[1], out[0]
 		}
 		out[0].Side, out[1].Side = Right, Left
+		out[0].SideFromPosition, out[1].SideFromPosition = true, true
 	} else {
 		out[0].Side = sideFromAir(v, out[0].CentreMM, lv)
 	}
