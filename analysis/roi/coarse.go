@@ -72,6 +72,11 @@ type cluster struct {
 	centreMM  [3]float64
 	volumeMM3 float64
 	extentMM  float64
+	// long is set for a cluster longer than a labyrinth (up to twice
+	// maxExtentMM): a labyrinth joined by the internal auditory canal, a
+	// fluid-filled tube in the same bone as long as the labyrinth is wide.
+	// Find looks at it again in a box around it, which cuts the canal.
+	long bool
 }
 
 // directions are the 26 neighbours, opposite pairs first so that a voxel in
@@ -163,7 +168,8 @@ func (c *coarse) ray(i, j, k int, dir [3]int, n int, dense float32) bool {
 }
 
 // clusters labels 26-connected components of the mask, groups components
-// whose centroids lie within clusterMM, and keeps groups of labyrinth size.
+// whose centroids lie within clusterMM, and keeps groups of labyrinth size
+// (or long ones, see cluster.long).
 func (c *coarse) clusters(mask []bool) []cluster {
 	voxMM3 := c.spacing[0] * c.spacing[1] * c.spacing[2]
 	type comp struct {
@@ -248,7 +254,8 @@ func (c *coarse) clusters(mask []bool) []cluster {
 			volumeMM3: nvox * voxMM3,
 			extentMM:  math.Max(hi[0]-lo[0], math.Max(hi[1]-lo[1], hi[2]-lo[2])),
 		}
-		if cl.volumeMM3 >= minCavityMM3 && cl.volumeMM3 <= maxCavityMM3 && cl.extentMM <= maxExtentMM {
+		cl.long = cl.extentMM > maxExtentMM
+		if cl.volumeMM3 >= minCavityMM3 && cl.volumeMM3 <= maxCavityMM3 && cl.extentMM <= 2*maxExtentMM {
 			out = append(out, cl)
 		}
 	}

@@ -81,3 +81,43 @@ func TestFindOnPhantoms(t *testing.T) {
 		}
 	}
 }
+
+// TestFindBilateralFineGrid: on a head CT at 0.4 mm (where the first pass
+// is not coarser than the fine one), each labyrinth joins its internal
+// auditory canal into one cluster longer than a labyrinth; both ears must
+// still be found, on their own sides and near their vestibules.
+func TestFindBilateralFineGrid(t *testing.T) {
+	for _, seed := range []uint64{1, 3, 5} { // seeds where the long cluster was dropped
+		v, err := phantom.ParseVariant("bilateral")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Size = [3]int{280, 160, 64}
+		v.SpacingMM = [3]float64{0.4, 0.4, 0.4}
+		c, err := phantom.Generate(context.Background(), seed, v, phantom.Options{NoSupersample: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := volume.New[float32](c.CT.Grid)
+		for i, x := range c.CT.Data {
+			f.Data[i] = float32(x)
+		}
+		got, err := Find(f, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || len(c.Info.Ears) != 2 {
+			t.Errorf("seed %d: %d candidates for %d ears: %+v", seed, len(got), len(c.Info.Ears), got)
+			continue
+		}
+		for n, e := range c.Info.Ears { // right first, as Find's
+			g := got[n]
+			if string(g.Side) != e.Laterality || !g.SideFromPosition {
+				t.Errorf("seed %d: candidate %d side %q (from position %v), want %s", seed, n, g.Side, g.SideFromPosition, e.Laterality)
+			}
+			if d := dist(g.CentreMM, e.VestibuleMM); d > 5 {
+				t.Errorf("seed %d: %s ear found at %.1f, %.1f mm from its vestibule %.1f", seed, e.Laterality, g.CentreMM, d, e.VestibuleMM)
+			}
+		}
+	}
+}

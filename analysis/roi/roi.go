@@ -119,21 +119,26 @@ func Find(v *volume.Volume[float32], opt Options) ([]Candidate, error) {
 		return nil, err
 	}
 	hits := c.cavities(lv)
-	if step > opt.StepMM*1.01 {
-		// Refine each hit at the fine step in a box around it; this
-		// sharpens the centre and drops hits the fine look rejects.
-		var refined []cluster
-		for _, h := range hits {
-			box := boxAround(v.Grid, h.centreMM, 2*opt.HalfSizeMM)
-			fc := coarsen(v, box, opt.StepMM)
-			for _, f := range fc.cavities(lv) {
-				if dist(f.centreMM, h.centreMM) < clusterMM*1.5 {
-					refined = append(refined, f)
-				}
+	coarser := step > opt.StepMM*1.01
+	// Refine each hit at the fine step in a box around it; this sharpens
+	// the centre, drops hits the fine look rejects, and cuts a long hit
+	// (a labyrinth with its internal auditory canal) to the box. On a
+	// fine enough grid only the long hits need it.
+	var refined []cluster
+	for _, h := range hits {
+		if !coarser && !h.long {
+			refined = append(refined, h)
+			continue
+		}
+		box := boxAround(v.Grid, h.centreMM, 2*opt.HalfSizeMM)
+		fc := coarsen(v, box, opt.StepMM)
+		for _, f := range fc.cavities(lv) {
+			if !f.long && dist(f.centreMM, h.centreMM) < clusterMM*1.5 {
+				refined = append(refined, f)
 			}
 		}
-		hits = dedupe(refined)
 	}
+	hits = dedupe(refined)
 	if len(hits) == 0 {
 		return nil, nil
 	}
