@@ -91,7 +91,10 @@ func serveArgs(t testing.TB, dataDir string) (args []string, dicomAddr, httpAddr
 	args = []string{"serve", "--data_dir", dataDir, "--dicom.host", "127.0.0.1", "--dicom.port", fmt.Sprint(dp),
 		"--http.listen", httpAddr, "--nats.embedded_listen", natsAddr, "--completion.quiet_period", "500ms",
 		"--completion.inactivity", "1500ms", "--completion.study_settle", "300ms", "--selection.min_instances", "2",
-		"--storage.min_free_bytes", "0"}
+		"--storage.min_free_bytes", "0",
+		// The ingest tests count the node's own messages and files: no
+		// analysis worker, no demo export folder.
+		"--worker.disabled", "true", "--export.demo_folder", "off"}
 	return args, dicomAddr, httpAddr, natsAddr
 }
 
