@@ -103,3 +103,26 @@ func pasteBox(dst, src []float32, n [3]int, b volume.Box) {
 		}
 	}
 }
+
+// majorComponents returns the 26-connected components of mask with at least
+// frac of the largest one's voxels (at most 8 of them, largest first).
+func majorComponents(mask []bool, n [3]int, frac float64) []bool {
+	rest := append([]bool(nil), mask...)
+	keep := make([]bool, len(mask))
+	cur := make([]bool, len(mask))
+	first := 0
+	for range 8 {
+		copy(cur, rest)
+		size := largestComponent(cur, n)
+		if size == 0 || float64(size) < frac*float64(first) {
+			break
+		}
+		first = max(first, size)
+		for i, in := range cur {
+			if in {
+				keep[i], rest[i] = true, false
+			}
+		}
+	}
+	return keep
+}

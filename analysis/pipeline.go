@@ -338,11 +338,24 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ea
 			}
 			add(seg, heat)
 			if p == 0 && !a.Options.FullTTA && len(transforms) > 1 {
+				// The box holds the first pass's foreground components of
+				// at least 10 % of the largest: small false-positive blobs at the
+				// region's edge would otherwise stretch it over the whole
+				// region. Strays keep the first pass's values.
+				thr := float32(m.Threshold)
 				prob0 := make([]float32, nvox)
+				mask := make([]bool, nvox)
 				for i, l := range seg {
 					prob0[i] = float32(1 / (1 + math.Exp(-float64(l))))
+					mask[i] = prob0[i] >= thr
 				}
-				b, ok := focusBox(prob0, heat, n, float32(m.Threshold), focusMargin(x.Affine.Spacing(), m.Uncertainty.MarginMM))
+				mask = majorComponents(mask, n, 0.1)
+				for i, in := range mask {
+					if !in {
+						prob0[i] = 0
+					}
+				}
+				b, ok := focusBox(prob0, heat, n, thr, focusMargin(x.Affine.Spacing(), m.Uncertainty.MarginMM))
 				if ok && float64(boxLen(b)) < focusMaxFraction*float64(nvox) {
 					focus, focused = b, true
 					seg0, heat0 = seg, heat
