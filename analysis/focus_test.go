@@ -185,3 +185,23 @@ func TestPredictTTANoForegroundRunsInFull(t *testing.T) {
 		t.Fatalf("%d calls on %d voxels, want 10 on %d", calls, voxels, want)
 	}
 }
+
+func TestMajorComponents(t *testing.T) {
+	n := [3]int{30, 10, 10}
+	mask := make([]bool, 3000)
+	set := func(i0, i1 int) { // a bar along i in row j=k=5
+		for i := i0; i < i1; i++ {
+			mask[i+30*(5+10*5)] = true
+		}
+	}
+	set(0, 10)  // 10 voxels: the largest
+	set(12, 13) // 1 voxel: under 10 % of it
+	set(15, 19) // 4 voxels: kept
+	got := majorComponents(mask, n, 0.1)
+	for i := range 30 {
+		want := i < 10 || (i >= 15 && i < 19)
+		if got[i+30*55] != want {
+			t.Fatalf("voxel %d kept %v, want %v", i, got[i+30*55], want)
+		}
+	}
+}
