@@ -194,12 +194,12 @@ func TestMajorComponents(t *testing.T) {
 			mask[i+30*(5+10*5)] = true
 		}
 	}
-	set(0, 10)  // 10 voxels: the largest
-	set(12, 13) // 1 voxel: under 10 % of it
-	set(15, 19) // 4 voxels: kept
+	set(0, 20)  // 20 voxels: the largest
+	set(22, 23) // 1 voxel: under 10 % of it
+	set(25, 29) // 4 voxels: kept
 	got := majorComponents(mask, n, 0.1)
 	for i := range 30 {
-		want := i < 10 || (i >= 15 && i < 19)
+		want := i < 20 || (i >= 25 && i < 29)
 		if got[i+30*55] != want {
 			t.Fatalf("voxel %d kept %v, want %v", i, got[i+30*55], want)
 		}
