@@ -117,7 +117,7 @@ func TestAnalyzeFocusedTTA(t *testing.T) {
 	analyze := func(full bool) run {
 		var r run
 		net := voxelNet{fluidNet{lo: norm(-500), hi: norm(1015)}, &r.calls, &r.voxels}
-		a := &Analyzer{Manifest: m, Model: net, Options: Options{SingleWindow: 256, FullTTA: full}}
+		a := &Analyzer{Manifest: m, Model: net, Options: Options{SingleWindow: 256, FocusedTTA: !full}}
 		res, err := a.Analyze(context.Background(), ct)
 		if err != nil {
 			t.Fatal(err)
@@ -168,7 +168,7 @@ func TestPredictTTANoForegroundRunsInFull(t *testing.T) {
 	m := testManifest(0.25)
 	x := paint([3]int{40, 36, 32}, 0.25, [3]float64{}, 1100, nil)
 	var calls, voxels int
-	a := &Analyzer{Manifest: m, Model: voxelNet{fluidNet{lo: -0.5, hi: 0.5}, &calls, &voxels}, Options: Options{SingleWindow: 256}}
+	a := &Analyzer{Manifest: m, Model: voxelNet{fluidNet{lo: -0.5, hi: 0.5}, &calls, &voxels}, Options: Options{SingleWindow: 256, FocusedTTA: true}}
 	a.normalise(x.Data)
 	prob, _, _, _, err := a.predictTTA(context.Background(), x, 0, 1)
 	if err != nil {

@@ -38,10 +38,15 @@ type Options struct {
 	TTA  []tta.Transform
 	Gate Gate
 	ROI  roi.Options
-	// FullTTA runs every TTA pass over the whole region, the paper's
-	// protocol. By default only the first pass does; the others run on a
-	// box around its foreground and landmarks (see predictTTA).
-	FullTTA bool
+	// FocusedTTA runs only the first TTA pass over the whole region and
+	// the others on a box around its foreground and landmarks (see
+	// predictTTA): a fast mode, off by default. Measured on a held-out
+	// phantom (10 passes, reference v1) it took a quarter of the time but
+	// lowered Dice 0.958 → 0.952 and the uncertainty score 0.051 → 0.010,
+	// because the first pass's stray blobs outside the box are no longer
+	// averaged away and count with a spread of 0. The default runs every
+	// pass over the whole region, the paper's protocol.
+	FocusedTTA bool
 
 	// SingleWindow is the largest region (voxels per axis) run as one
 	// network input instead of sliding windows (default: the manifest's
@@ -249,7 +254,7 @@ func (a *Analyzer) normalise(x []float32) {
 // returns the voxel-wise mean probability, its standard deviation across the
 // passes and the mean heatmaps ([3][n] flattened), all on x's grid.
 //
-// Unless Options.FullTTA is set, only the first pass sees the whole region.
+// With Options.FocusedTTA, only the first pass sees the whole region.
 // The others run on the box around its foreground and heatmap peaks grown
 // by focusMargin, when that box is under focusMaxFraction of the region;
 // outside the box they take the first pass's values, so there the mean is
@@ -337,7 +342,7 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ea
 				return nil, nil, nil, 0, err
 			}
 			add(seg, heat)
-			if p == 0 && !a.Options.FullTTA && len(transforms) > 1 {
+			if p == 0 && a.Options.FocusedTTA && len(transforms) > 1 {
 				// The box holds the first pass's foreground components of
 				// at least 10 % of the largest: small false-positive blobs at the
 				// region's edge would otherwise stretch it over the whole

@@ -27,7 +27,7 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	largest := fs.Bool("largest-component", false, "keep only the largest connected component of each ear's segmentation (default: as the model's manifest says)")
 	raw := fs.Bool("raw", false, "the network's own output: no post-processing the manifest asks for (the paper's protocol)")
 	ttaSet := fs.String("tta", "", "comma-separated TTA transforms (identity,i90,…,k270); default all 10")
-	fullTTA := fs.Bool("full-tta", false, "run every TTA pass over the whole region (the paper's protocol), not only the first")
+	focusedTTA := fs.Bool("focused-tta", false, "fast mode: TTA passes after the first only around what it found (lowers the uncertainty score; see analysis.Options.FocusedTTA)")
 	noDICOM := fs.Bool("no-dicom", false, "do not write the DICOM SEG and SR")
 	quiet := fs.Bool("quiet", false, "no progress")
 	fs.Usage = func() {
@@ -47,7 +47,7 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *model == "" {
 		return fmt.Errorf("%w: no model: give --model or set OTONODE_MODEL", errUsage)
 	}
-	opts := analysis.Options{LargestComponent: *largest, Raw: *raw, FullTTA: *fullTTA}
+	opts := analysis.Options{LargestComponent: *largest, Raw: *raw, FocusedTTA: *focusedTTA}
 	if *ttaSet != "" {
 		if opts.TTA, err = tta.ByName(strings.Split(*ttaSet, ",")); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)

@@ -103,7 +103,7 @@ func benchPath(ctx context.Context, path, model, input, ortLib string, paperChun
 	}
 	defer net.Close()
 	// The paper's side runs every TTA pass over the whole region.
-	a := &analysis.Analyzer{Manifest: man, Model: net, Options: analysis.Options{FullTTA: path == "paper"}}
+	a := &analysis.Analyzer{Manifest: man, Model: net, Options: analysis.Options{}}
 	start := time.Now()
 	switch path {
 	case "otonode":
