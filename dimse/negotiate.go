@@ -179,6 +179,33 @@ type Proposal struct {
 	TransferSyntaxes []string
 }
 
+// MaxPresentationContexts is how many presentation contexts one
+// A-ASSOCIATE-RQ can carry (odd context IDs 1–255).
+const MaxPresentationContexts = 128
+
+// StorageProposalsFor proposes StorageProposals for every SOP class of a set
+// of stored instances, given as (SOP class, transfer syntax) pairs, classes
+// in first-seen order, cut at MaxPresentationContexts; an instance whose
+// class did not fit goes in a later association.
+func StorageProposalsFor(pairs [][2]string) []Proposal {
+	var classes []string
+	byClass := map[string][]string{}
+	for _, p := range pairs {
+		c, ts := p[0], p[1]
+		if _, ok := byClass[c]; !ok {
+			classes = append(classes, c)
+		}
+		if !slices.Contains(byClass[c], ts) {
+			byClass[c] = append(byClass[c], ts)
+		}
+	}
+	var out []Proposal
+	for _, c := range classes {
+		out = append(out, StorageProposals(c, byClass[c]...)...)
+	}
+	return out[:min(len(out), MaxPresentationContexts)]
+}
+
 // StorageProposals proposes, for one SOP class, each given transfer syntax
 // in a context of its own, plus explicit and implicit VR little endian
 // each in a context of its own, so that every instance can go verbatim in

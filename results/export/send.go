@@ -179,19 +179,9 @@ func (e *Exporter) dead(ctx context.Context, d Destination, r index.Export, reas
 // association can carry; a row whose class did not fit fails with
 // ErrNoContext and goes in a later batch.
 func proposals(rows []index.Export) []dimse.Proposal {
-	var classes []string
-	byClass := map[string][]string{}
-	for _, r := range rows {
-		if _, ok := byClass[r.SOPClassUID]; !ok {
-			classes = append(classes, r.SOPClassUID)
-		}
-		if !slices.Contains(byClass[r.SOPClassUID], r.TransferSyntaxUID) {
-			byClass[r.SOPClassUID] = append(byClass[r.SOPClassUID], r.TransferSyntaxUID)
-		}
+	pairs := make([][2]string, len(rows))
+	for i, r := range rows {
+		pairs[i] = [2]string{r.SOPClassUID, r.TransferSyntaxUID}
 	}
-	var out []dimse.Proposal
-	for _, c := range classes {
-		out = append(out, dimse.StorageProposals(c, byClass[c]...)...)
-	}
-	return out[:min(len(out), 128)]
+	return dimse.StorageProposalsFor(pairs)
 }

@@ -234,24 +234,11 @@ func (s *Service) serveMove(w dimse.ResponseWriter, r *dimse.Request) {
 // proposals offers each SOP class in each stored transfer syntax, plus
 // the native ones for the decompressed fallback.
 func proposals(ins []index.StoredInstance) []dimse.Proposal {
-	byClass := map[string][]string{}
-	var classes []string
-	for _, in := range ins {
-		if _, ok := byClass[in.SOPClassUID]; !ok {
-			classes = append(classes, in.SOPClassUID)
-		}
-		if !slices.Contains(byClass[in.SOPClassUID], in.TransferSyntaxUID) {
-			byClass[in.SOPClassUID] = append(byClass[in.SOPClassUID], in.TransferSyntaxUID)
-		}
+	pairs := make([][2]string, len(ins))
+	for i, in := range ins {
+		pairs[i] = [2]string{in.SOPClassUID, in.TransferSyntaxUID}
 	}
-	var out []dimse.Proposal
-	for _, c := range classes {
-		out = append(out, dimse.StorageProposals(c, byClass[c]...)...)
-	}
-	if len(out) > 128 {
-		out = out[:128]
-	}
-	return out
+	return dimse.StorageProposalsFor(pairs)
 }
 
 // serveGet is the C-GET SCP (PS3.4 C.4.3.3): sub-operations go back on
