@@ -17,7 +17,7 @@ import (
 
 // writeBigSeries writes n 512×512 signed 16-bit CT slices (0.099 mm
 // isotropic, as the paper's flat-panel scans) into dir.
-func writeBigSeries(b *testing.B, dir string, n int) []string {
+func writeBigSeries(b testing.TB, dir string, n int) []string {
 	b.Helper()
 	var paths []string
 	for k := 0; k < n; k++ {

@@ -50,18 +50,24 @@ func decodeSingle(t *testing.T, path string) ([][]float32, *instance) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pf, err := readFrames(in)
+	out, err := decodeFrames(in)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return out, in
+}
+
+// decodeFrames decodes every frame of one scanned instance, each with its
+// own rescale.
+func decodeFrames(in *instance) ([][]float32, error) {
 	out := make([][]float32, len(in.frames))
+	targets := make([]frameTarget[float32], len(in.frames))
 	for f, g := range in.frames {
 		out[f] = make([]float32, in.rows*in.cols)
-		if err := decodeFrame(in, pf, f, g.slope, g.intercept, out[f]); err != nil {
-			t.Fatal(err)
-		}
+		targets[f] = frameTarget[float32]{frame: f, slope: g.slope, inter: g.intercept, dst: out[f]}
 	}
-	return out, in
+	var d frameDecoder[float32]
+	return out, d.instance(in, targets)
 }
 
 func sameHU(t *testing.T, name string, got, want [][]float32) {
@@ -235,15 +241,7 @@ func TestWholeCorpusReadOrRefused(t *testing.T) {
 		}
 		in, err := scanHeader(p, 64<<20)
 		if err == nil {
-			var pf *pixelFrames
-			if pf, err = readFrames(in); err == nil {
-				dst := make([]float32, in.rows*in.cols)
-				for f, g := range in.frames {
-					if err = decodeFrame(in, pf, f, g.slope, g.intercept, dst); err != nil {
-						break
-					}
-				}
-			}
+			_, err = decodeFrames(in)
 		}
 		if err == nil {
 			read++

@@ -155,7 +155,7 @@ func TestDcmtkEncodedMultiFrame(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "c.dcm")
 			run(t, args[0], append(args[1:], native, out)...)
 			if name == "jpeg fragmented no BOT" {
-				ds, err := parseSafely(out, dicom.SkipProcessingPixelDataValue())
+				ds, err := parseSafely(out, 0, dicom.SkipProcessingPixelDataValue())
 				if err != nil {
 					t.Fatal(err)
 				}

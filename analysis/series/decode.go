@@ -1,14 +1,11 @@
 package series
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"image"
 	"math"
+	"os"
 
-	"github.com/jpfielding/jpegs/pkg/compress/rle"
-	"github.com/otonode/otonode/analysis/series/ljpeg"
 	"github.com/otonode/otonode/analysis/volume"
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -29,37 +26,31 @@ func Load(ctx context.Context, paths []string, opts Options) (*volume.Volume[flo
 // With T = int16 (half the memory of float32) every rescaled value must be
 // an integer in range, as it is for the usual slope 1 / integer intercept;
 // otherwise the refusal is ReasonValueOutOfRange.
+//
+// Memory: the volume is the only large allocation. Pixels are read from
+// the file straight into a per-worker frame buffer (the header scan noted
+// where they are) and rescaled into their slab, so decoding leaves no
+// garbage behind per slice; a heap that grew by one slice's garbage per
+// slice would let the collector wait until it doubled the volume.
 func Decode[T float32 | int16](ctx context.Context, l *Layout) (*volume.Volume[T], error) {
 	v := volume.New[T](l.Grid)
 	plane := l.Grid.Size[0] * l.Grid.Size[1]
 	// Which slab each (file, frame) goes to.
-	type target struct{ frame, k int }
-	byPath := make(map[string][]target)
+	byPath := make(map[string][]frameTarget[T])
 	var paths []string
 	for k, s := range l.Slices {
 		if _, ok := byPath[s.Path]; !ok {
 			paths = append(paths, s.Path)
 		}
-		byPath[s.Path] = append(byPath[s.Path], target{s.Frame, k})
+		byPath[s.Path] = append(byPath[s.Path], frameTarget[T]{
+			frame: s.Frame, slope: s.RescaleSlope, inter: s.RescaleInter,
+			dst: v.Data[k*plane : (k+1)*plane],
+		})
 	}
-	workers := l.workers
-	if workers <= 0 {
-		workers = 1
-	}
-	err := forEach(ctx, len(paths), workers, func(i int) error {
-		in := l.instances[paths[i]]
-		frames, err := readFrames(in)
-		if err != nil {
-			return err
-		}
-		for _, t := range byPath[in.path] {
-			s := l.Slices[t.k]
-			dst := v.Data[t.k*plane : (t.k+1)*plane]
-			if err := decodeFrame(in, frames, t.frame, s.RescaleSlope, s.RescaleInter, dst); err != nil {
-				return err
-			}
-		}
-		return nil
+	workers := max(1, l.workers)
+	decs := make([]frameDecoder[T], workers)
+	err := forEachWorker(ctx, len(paths), workers, func(w, i int) error {
+		return decs[w].instance(l.instances[paths[i]], byPath[paths[i]])
 	})
 	if err != nil {
 		return nil, err
@@ -67,78 +58,160 @@ func Decode[T float32 | int16](ctx context.Context, l *Layout) (*volume.Volume[T
 	return v, nil
 }
 
-// pixelFrames holds the pixel data of one file: either native bytes or one
-// compressed byte string per frame.
-type pixelFrames struct {
-	native     []byte
-	compressed [][]byte
+// frameTarget says where frame (0-based) of an instance goes, and with
+// which rescale.
+type frameTarget[T float32 | int16] struct {
+	frame        int
+	slope, inter float64
+	dst          []T // rows×cols
 }
 
-func readFrames(in *instance) (*pixelFrames, error) {
-	ds, err := parseSafely(in.path, dicom.SkipProcessingPixelDataValue(), dicom.AllowMissingMetaElementGroupLength(), dicom.AllowUnknownSpecificCharacterSet())
-	if err != nil {
-		return nil, &Error{Reason: ReasonUnreadable, Path: in.path, Err: err}
-	}
-	e := elems(ds.Elements).find(tag.PixelData)
-	if e == nil {
-		return nil, refuse(ReasonCorruptPixelData, in.path, "no Pixel Data")
-	}
-	info, ok := e.Value.GetValue().(dicom.PixelDataInfo)
-	if !ok {
-		return nil, refuse(ReasonCorruptPixelData, in.path, "Pixel Data of unexpected type %T", e.Value.GetValue())
-	}
-	encapsulated := in.ts == tsJPEGLL57 || in.ts == tsJPEGLL70 || in.ts == tsRLE
-	if !encapsulated {
-		if info.IsEncapsulated || !info.IntentionallyUnprocessed {
-			return nil, refuse(ReasonCorruptPixelData, in.path, "encapsulated Pixel Data in native transfer syntax %s", in.ts)
-		}
-		need := in.numberOfFrames * in.rows * in.cols * in.bitsAllocated / 8
-		if len(info.UnprocessedValueData) < need {
-			return nil, refuse(ReasonCorruptPixelData, in.path, "Pixel Data has %d bytes, %d needed", len(info.UnprocessedValueData), need)
-		}
-		return &pixelFrames{native: info.UnprocessedValueData}, nil
-	}
-	if !info.IsEncapsulated {
-		return nil, refuse(ReasonCorruptPixelData, in.path, "native Pixel Data in compressed transfer syntax %s", in.ts)
-	}
-	// The library returns each fragment as a "frame"; regroup them.
-	frags := make([][]byte, 0, len(info.Frames))
-	for _, f := range info.Frames {
-		frags = append(frags, f.EncapsulatedData.Data)
-	}
-	frames, err := groupFragments(frags, in.numberOfFrames, in.ts == tsRLE)
-	if err != nil {
-		return nil, &Error{Reason: ReasonCorruptPixelData, Path: in.path, Err: err}
-	}
-	return &pixelFrames{compressed: frames}, nil
+// frameDecoder holds the buffers one worker reuses from frame to frame.
+type frameDecoder[T float32 | int16] struct {
+	raw     []byte   // a frame's bytes as stored (native or compressed)
+	samples []uint16 // a compressed frame, decoded
+	key     lutKey   // of lut and bad
+	lut     []T
+	bad     []bool
 }
 
-// groupFragments turns the fragments of encapsulated Pixel Data into one
-// byte string per frame (PS3.5 A.4): a single frame may span any number of
-// fragments; RLE has exactly one fragment per frame; a JPEG frame starts
-// with the SOI marker, which is how frames are found without a Basic
-// Offset Table (the library discards it).
-func groupFragments(frags [][]byte, nFrames int, isRLE bool) ([][]byte, error) {
+func grow[E any](s []E, n int) []E {
+	if cap(s) < n {
+		return make([]E, n)
+	}
+	return s[:n]
+}
+
+// instance decodes the listed frames of one file into their slabs.
+func (d *frameDecoder[T]) instance(in *instance, targets []frameTarget[T]) error {
+	if in.ts == tsDeflate {
+		// The data set is one deflate stream: there are no pixel offsets
+		// to read from, so the library inflates and parses the file.
+		return d.deflated(in, targets)
+	}
+	if !in.pixel.found {
+		return refuse(ReasonCorruptPixelData, in.path, "no Pixel Data")
+	}
+	compressed := in.ts == tsJPEGLL57 || in.ts == tsJPEGLL70 || in.ts == tsRLE
+	switch {
+	case !compressed && in.pixel.encapsulated:
+		return refuse(ReasonCorruptPixelData, in.path, "encapsulated Pixel Data in native transfer syntax %s", in.ts)
+	case compressed && !in.pixel.encapsulated:
+		return refuse(ReasonCorruptPixelData, in.path, "native Pixel Data in compressed transfer syntax %s", in.ts)
+	}
+	n := in.rows * in.cols
+	f, err := os.Open(in.path)
+	if err != nil {
+		return &Error{Reason: ReasonUnreadable, Path: in.path, Err: err}
+	}
+	defer f.Close()
+	if !compressed {
+		bpp := in.bitsAllocated / 8
+		frameBytes := int64(n * bpp)
+		if need := int64(in.numberOfFrames) * frameBytes; in.pixel.value.n < need {
+			return refuse(ReasonCorruptPixelData, in.path, "Pixel Data has %d bytes, %d needed", in.pixel.value.n, need)
+		}
+		d.raw = grow(d.raw, int(frameBytes))
+		for _, t := range targets {
+			if _, err := f.ReadAt(d.raw, in.pixel.value.off+int64(t.frame)*frameBytes); err != nil {
+				return &Error{Reason: ReasonCorruptPixelData, Path: in.path, Detail: fmt.Sprintf("frame %d", t.frame+1), Err: err}
+			}
+			if err := d.rescaleNative(in, d.raw, t.slope, t.inter, t.dst); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	frames, err := groupFragments(f, in.pixel.fragments, in.numberOfFrames, in.ts == tsRLE)
+	if err != nil {
+		return &Error{Reason: ReasonCorruptPixelData, Path: in.path, Err: err}
+	}
+	for _, t := range targets {
+		if t.frame >= len(frames) {
+			return refuse(ReasonCorruptPixelData, in.path, "frame %d of %d missing", t.frame+1, len(frames))
+		}
+		if d.raw, err = readSpans(f, frames[t.frame], d.raw); err != nil {
+			return &Error{Reason: ReasonCorruptPixelData, Path: in.path, Detail: fmt.Sprintf("frame %d", t.frame+1), Err: err}
+		}
+		if err := d.compressed(in, d.raw, t.slope, t.inter, t.dst); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compressed decodes one compressed frame into dst.
+func (d *frameDecoder[T]) compressed(in *instance, data []byte, slope, inter float64, dst []T) error {
+	var err error
+	if d.samples, err = decompress(in, data, d.samples); err != nil {
+		return &Error{Reason: ReasonCorruptPixelData, Path: in.path, Err: err}
+	}
+	shift := uint(in.highBit + 1 - in.bitsStored)
+	if in.ts != tsRLE {
+		shift = 0 // JPEG codes the stored bits right-aligned
+	}
+	return d.rescale(in, d.samples, shift, slope, inter, dst)
+}
+
+// readSpans reads the given runs of f, one after another, into buf.
+func readSpans(f *os.File, spans []span, buf []byte) ([]byte, error) {
+	var total int64
+	for _, s := range spans {
+		total += s.n
+	}
+	if total > math.MaxInt32 {
+		return nil, fmt.Errorf("compressed frame of %d bytes", total)
+	}
+	buf = grow(buf, int(total))
+	at := 0
+	for _, s := range spans {
+		if _, err := f.ReadAt(buf[at:at+int(s.n)], s.off); err != nil {
+			return buf, err
+		}
+		at += int(s.n)
+	}
+	return buf, nil
+}
+
+// groupFragments groups the fragments of encapsulated Pixel Data into
+// frames (PS3.5 A.4): a single frame may span any number of fragments;
+// RLE has exactly one fragment per frame; a JPEG frame starts with the SOI
+// marker, which is how frames are found without trusting a Basic Offset
+// Table. Only the first two bytes of each fragment are read here.
+func groupFragments(f *os.File, frags []span, nFrames int, isRLE bool) ([][]span, error) {
 	switch {
 	case len(frags) == 0:
 		return nil, fmt.Errorf("no fragments")
 	case nFrames == 1:
-		return [][]byte{bytes.Join(frags, nil)}, nil
+		return [][]span{frags}, nil
 	case len(frags) == nFrames:
-		return frags, nil
+		out := make([][]span, len(frags))
+		for i := range frags {
+			out[i] = frags[i : i+1]
+		}
+		return out, nil
 	case isRLE:
 		return nil, fmt.Errorf("RLE: %d fragments for %d frames (one per frame required)", len(frags), nFrames)
 	}
-	var frames [][]byte
-	for i, f := range frags {
-		if len(f) >= 2 && f[0] == 0xFF && f[1] == 0xD8 {
-			frames = append(frames, bytes.Clone(f))
-			continue
+	var frames [][]span
+	var soi [2]byte
+	for i, s := range frags {
+		starts := false
+		if s.n >= 2 {
+			if _, err := f.ReadAt(soi[:], s.off); err != nil {
+				return nil, err
+			}
+			starts = soi == [2]byte{0xFF, 0xD8}
 		}
-		if i == 0 {
+		switch {
+		case starts:
+			frames = append(frames, frags[i:i+1])
+		case i == 0:
 			return nil, fmt.Errorf("first fragment does not start a JPEG image")
+		default:
+			last := frames[len(frames)-1]
+			frames[len(frames)-1] = last[:len(last)+1] // the next fragment in frags
 		}
-		frames[len(frames)-1] = append(frames[len(frames)-1], f...)
 	}
 	if len(frames) != nFrames {
 		return nil, fmt.Errorf("found %d JPEG images in %d fragments for %d frames", len(frames), len(frags), nFrames)
@@ -146,72 +219,136 @@ func groupFragments(frags [][]byte, nFrames int, isRLE bool) ([][]byte, error) {
 	return frames, nil
 }
 
-// decodeFrame writes frame f of in, rescaled, into dst (rows×cols).
-func decodeFrame[T float32 | int16](in *instance, pf *pixelFrames, f int, slope, inter float64, dst []T) error {
-	n := in.rows * in.cols
-	shift := uint(in.highBit + 1 - in.bitsStored)
-	var samples []uint16 // stored values, before masking
-	if pf.native != nil {
-		bpp := in.bitsAllocated / 8
-		b := pf.native[f*n*bpp : (f+1)*n*bpp]
-		samples = make([]uint16, n)
-		switch {
-		case bpp == 1:
-			for i, x := range b {
-				samples[i] = uint16(x)
-			}
-		case in.ts == tsExplicitBE:
-			for i := range samples {
-				samples[i] = uint16(b[2*i])<<8 | uint16(b[2*i+1])
-			}
-		default:
-			for i := range samples {
-				samples[i] = uint16(b[2*i]) | uint16(b[2*i+1])<<8
-			}
-		}
-	} else {
-		if f >= len(pf.compressed) {
-			return refuse(ReasonCorruptPixelData, in.path, "frame %d of %d missing", f+1, len(pf.compressed))
-		}
-		var err error
-		if samples, err = decompress(in, pf.compressed[f]); err != nil {
-			return &Error{Reason: ReasonCorruptPixelData, Path: in.path, Detail: fmt.Sprintf("frame %d", f+1), Err: err}
-		}
-		if in.ts != tsRLE {
-			shift = 0 // JPEG codes the stored bits right-aligned
-		}
-	}
-	return rescale(in, samples, shift, slope, inter, dst)
+// pixelFormat is how stored values become signed integers: shift, mask
+// (Bits Stored at High Bit) and sign extension.
+type pixelFormat struct {
+	shift   uint
+	mask    uint32
+	signBit uint32
+	signed  bool
 }
 
-// rescale masks the stored bits, extends the sign and applies the rescale
-// slope and intercept.
-func rescale[T float32 | int16](in *instance, samples []uint16, shift uint, slope, inter float64, dst []T) error {
-	mask := uint32(1)<<uint(in.bitsStored) - 1
-	signBit := uint32(1) << uint(in.bitsStored-1)
-	signed := in.pixelRepresentation == 1
-	if isIntType[T]() {
-		for i, s := range samples {
-			u := (uint32(s) >> shift) & mask
-			x := int32(u)
-			if signed && u&signBit != 0 {
-				x -= int32(mask) + 1
+func formatOf(in *instance, shift uint) pixelFormat {
+	return pixelFormat{
+		shift:   shift,
+		mask:    uint32(1)<<uint(in.bitsStored) - 1,
+		signBit: uint32(1) << uint(in.bitsStored-1),
+		signed:  in.pixelRepresentation == 1,
+	}
+}
+
+func (p pixelFormat) value(s uint32) int32 {
+	u := (s >> p.shift) & p.mask
+	x := int32(u)
+	if p.signed && u&p.signBit != 0 {
+		x -= int32(p.mask) + 1
+	}
+	return x
+}
+
+// lutKey identifies a rescale table.
+type lutKey struct {
+	pf           pixelFormat
+	bits         int
+	slope, inter float64
+}
+
+// table returns the value in T of every stored value (2^Bits Allocated of
+// them), so that converting a pixel is one lookup instead of mask, sign
+// and rescale arithmetic. bad (nil when all fit) marks the stored values
+// whose HU does not fit T (int16: not an integer, or out of range). The
+// table is kept while the format and rescale stay the same, as they do
+// across a series.
+func (d *frameDecoder[T]) table(in *instance, pf pixelFormat, slope, inter float64) (lut []T, bad []bool) {
+	key := lutKey{pf, in.bitsAllocated, slope, inter}
+	if d.lut != nil && d.key == key {
+		return d.lut, d.bad
+	}
+	size := 1 << uint(in.bitsAllocated)
+	d.key, d.lut, d.bad = key, grow(d.lut, size), nil
+	intOut := isIntType[T]()
+	for s := range size {
+		hu := float64(pf.value(uint32(s)))*slope + inter
+		if intOut && (hu != math.Trunc(hu) || hu < math.MinInt16 || hu > math.MaxInt16) {
+			if d.bad == nil {
+				d.bad = make([]bool, size)
 			}
-			hu := float64(x)*slope + inter
-			if hu != math.Trunc(hu) || hu < math.MinInt16 || hu > math.MaxInt16 {
-				return refuse(ReasonValueOutOfRange, in.path, "rescaled value %v does not fit int16 HU", hu)
+			d.bad[s] = true
+			d.lut[s] = 0
+			continue
+		}
+		d.lut[s] = T(hu)
+	}
+	return d.lut, d.bad
+}
+
+// outOfRange is the refusal for a stored value whose HU does not fit int16.
+func outOfRange(in *instance, pf pixelFormat, s uint32, slope, inter float64) error {
+	hu := float64(pf.value(s))*slope + inter
+	return refuse(ReasonValueOutOfRange, in.path, "rescaled value %v does not fit int16 HU", hu)
+}
+
+// rescaleNative converts one native frame (bytes as stored) into dst.
+func (d *frameDecoder[T]) rescaleNative(in *instance, b []byte, slope, inter float64, dst []T) error {
+	pf := formatOf(in, uint(in.highBit+1-in.bitsStored))
+	lut, bad := d.table(in, pf, slope, inter)
+	switch {
+	case in.bitsAllocated == 8:
+		b = b[:len(dst)]
+		for i, x := range b {
+			dst[i] = lut[x]
+		}
+		if bad != nil {
+			for _, x := range b {
+				if bad[x] {
+					return outOfRange(in, pf, uint32(x), slope, inter)
+				}
 			}
-			dst[i] = T(hu)
+		}
+		return nil
+	case in.ts == tsExplicitBE:
+		b = b[:2*len(dst)]
+		for i := range dst {
+			dst[i] = lut[uint16(b[2*i])<<8|uint16(b[2*i+1])]
+		}
+		if bad != nil {
+			for i := range dst {
+				if s := uint16(b[2*i])<<8 | uint16(b[2*i+1]); bad[s] {
+					return outOfRange(in, pf, uint32(s), slope, inter)
+				}
+			}
+		}
+		return nil
+	default:
+		b = b[:2*len(dst)]
+		for i := range dst {
+			dst[i] = lut[uint16(b[2*i])|uint16(b[2*i+1])<<8]
+		}
+		if bad != nil {
+			for i := range dst {
+				if s := uint16(b[2*i]) | uint16(b[2*i+1])<<8; bad[s] {
+					return outOfRange(in, pf, uint32(s), slope, inter)
+				}
+			}
 		}
 		return nil
 	}
+}
+
+// rescale converts decoded samples into dst.
+func (d *frameDecoder[T]) rescale(in *instance, samples []uint16, shift uint, slope, inter float64, dst []T) error {
+	pf := formatOf(in, shift)
+	lut, bad := d.table(in, pf, slope, inter)
+	samples = samples[:len(dst)]
 	for i, s := range samples {
-		u := (uint32(s) >> shift) & mask
-		x := int32(u)
-		if signed && u&signBit != 0 {
-			x -= int32(mask) + 1
+		dst[i] = lut[s]
+	}
+	if bad != nil {
+		for _, s := range samples {
+			if bad[s] {
+				return outOfRange(in, pf, uint32(s), slope, inter)
+			}
 		}
-		dst[i] = T(float64(x)*slope + inter)
 	}
 	return nil
 }
@@ -222,59 +359,33 @@ func isIntType[T float32 | int16]() bool {
 	return ok
 }
 
-// decompress runs the codec under recover() (third-party decoders on
-// untrusted data) and checks the image shape against the header.
-func decompress(in *instance, data []byte) (samples []uint16, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			samples, err = nil, fmt.Errorf("decoder panic: %v", r)
-		}
-	}()
-	if in.ts != tsRLE {
-		li, err := ljpeg.Decode(data)
-		if err != nil {
-			return nil, err
-		}
-		if li.Width != in.cols || li.Height != in.rows {
-			return nil, fmt.Errorf("decoded %d×%d, header says %d×%d", li.Width, li.Height, in.cols, in.rows)
-		}
-		if li.Precision > in.bitsAllocated {
-			return nil, fmt.Errorf("JPEG precision %d exceeds Bits Allocated %d", li.Precision, in.bitsAllocated)
-		}
-		return li.Pix, nil
-	}
-	// A PackBits run expands 2 bytes into at most 128: refuse frames
-	// claiming more pixels than the data could hold before the codec
-	// allocates them.
-	if in.rows*in.cols > 64*len(data) {
-		return nil, fmt.Errorf("RLE frame of %d bytes cannot hold %d×%d pixels", len(data), in.cols, in.rows)
-	}
-	img, err := rle.Decode(data, in.cols, in.rows)
+// deflated decodes the frames of a deflated file through the DICOM
+// library, which inflates it.
+func (d *frameDecoder[T]) deflated(in *instance, targets []frameTarget[T]) error {
+	ds, err := parseSafely(in.path, 0, dicom.SkipProcessingPixelDataValue(), dicom.AllowMissingMetaElementGroupLength(), dicom.AllowUnknownSpecificCharacterSet())
 	if err != nil {
-		return nil, err
+		return &Error{Reason: ReasonUnreadable, Path: in.path, Err: err}
 	}
-	if b := img.Bounds(); b.Dx() != in.cols || b.Dy() != in.rows || b.Min != (image.Point{}) {
-		return nil, fmt.Errorf("decoded %v, header says %d×%d", b, in.cols, in.rows)
+	e := elems(ds.Elements).find(tag.PixelData)
+	if e == nil {
+		return refuse(ReasonCorruptPixelData, in.path, "no Pixel Data")
 	}
-	switch im := img.(type) {
-	case *image.Gray16:
-		if in.bitsAllocated != 16 {
-			return nil, fmt.Errorf("16-bit RLE for Bits Allocated %d", in.bitsAllocated)
-		}
-		samples = make([]uint16, in.rows*in.cols)
-		for i := range samples {
-			samples[i] = uint16(im.Pix[2*i])<<8 | uint16(im.Pix[2*i+1])
-		}
-	case *image.Gray:
-		if in.bitsAllocated != 8 {
-			return nil, fmt.Errorf("8-bit RLE for Bits Allocated %d", in.bitsAllocated)
-		}
-		samples = make([]uint16, len(im.Pix))
-		for i, x := range im.Pix {
-			samples[i] = uint16(x)
-		}
-	default:
-		return nil, fmt.Errorf("decoded image of type %T, want grey", img)
+	info, ok := e.Value.GetValue().(dicom.PixelDataInfo)
+	if !ok {
+		return refuse(ReasonCorruptPixelData, in.path, "Pixel Data of unexpected type %T", e.Value.GetValue())
 	}
-	return samples, nil
+	if info.IsEncapsulated || !info.IntentionallyUnprocessed {
+		return refuse(ReasonCorruptPixelData, in.path, "encapsulated Pixel Data in native transfer syntax %s", in.ts)
+	}
+	frameBytes := in.rows * in.cols * in.bitsAllocated / 8
+	if need := in.numberOfFrames * frameBytes; len(info.UnprocessedValueData) < need {
+		return refuse(ReasonCorruptPixelData, in.path, "Pixel Data has %d bytes, %d needed", len(info.UnprocessedValueData), need)
+	}
+	for _, t := range targets {
+		b := info.UnprocessedValueData[t.frame*frameBytes : (t.frame+1)*frameBytes]
+		if err := d.rescaleNative(in, b, t.slope, t.inter, t.dst); err != nil {
+			return err
+		}
+	}
+	return nil
 }

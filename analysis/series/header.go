@@ -1,7 +1,9 @@
 package series
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"strconv"
@@ -34,6 +36,7 @@ type instance struct {
 	gantryTilt                   float64
 	padding                      *int // Pixel Padding Value, stored units
 	frames                       []frameGeom
+	pixel                        pixelData // where the pixels are (not for deflate)
 }
 
 // frameGeom is the geometry and rescale of one frame (one slice).
@@ -146,13 +149,22 @@ func first(groups []elems, seq tag.Tag) elems {
 
 // parseSafely runs the DICOM library under recover(): it panics on some
 // malformed input, and a bad file must be refused, not crash the node.
-func parseSafely(path string, opts ...dicom.ParseOption) (ds dicom.Dataset, err error) {
+// With limit > 0 only the first limit bytes of the file are parsed.
+func parseSafely(path string, limit int64, opts ...dicom.ParseOption) (ds dicom.Dataset, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("DICOM parser panic: %v", r)
 		}
 	}()
-	return dicom.ParseFile(path, nil, opts...)
+	if limit <= 0 {
+		return dicom.ParseFile(path, nil, opts...)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return dicom.Dataset{}, err
+	}
+	defer f.Close()
+	return dicom.Parse(bufio.NewReaderSize(io.LimitReader(f, limit), 1<<16), limit, nil, opts...)
 }
 
 // scanHeader reads one file without its pixel data.
@@ -176,10 +188,13 @@ func scanHeader(path string, maxBytes int64) (*instance, error) {
 			return nil, refuse(ReasonUnsupportedSyntax, path, "%s", why)
 		}
 	}
-	if err := checkLengths(path, ts); err != nil {
+	pixel, err := checkLengths(path, ts)
+	if err != nil {
 		return nil, &Error{Reason: ReasonUnreadable, Path: path, Detail: "element lengths", Err: err}
 	}
-	ds, err := parseSafely(path, dicom.SkipPixelData(), dicom.AllowMissingMetaElementGroupLength(), dicom.AllowUnknownSpecificCharacterSet())
+	// The header ends where Pixel Data starts: the library need not see
+	// the pixels at all (nothing the scan needs comes after them).
+	ds, err := parseSafely(path, pixel.tagOffset, dicom.SkipPixelData(), dicom.AllowMissingMetaElementGroupLength(), dicom.AllowUnknownSpecificCharacterSet())
 	if err != nil {
 		return nil, &Error{Reason: ReasonUnreadable, Path: path, Err: err}
 	}
@@ -209,6 +224,7 @@ func scanHeader(path string, maxBytes int64) (*instance, error) {
 		photometric:         es.str(tag.PhotometricInterpretation),
 		numberOfFrames:      es.int(tag.NumberOfFrames, 1),
 		gantryTilt:          es.float(tag.GantryDetectorTilt, 0),
+		pixel:               pixel,
 	}
 	if in.sopClass == "" {
 		in.sopClass = es.str(tag.MediaStorageSOPClassUID)

@@ -121,6 +121,12 @@ func Scan(ctx context.Context, paths []string, opts Options) (*Layout, error) {
 // forEach runs f(0..n-1) on up to workers goroutines and returns the error
 // of the lowest index that failed, so refusals do not depend on scheduling.
 func forEach(ctx context.Context, n, workers int, f func(i int) error) error {
+	return forEachWorker(ctx, n, workers, func(_, i int) error { return f(i) })
+}
+
+// forEachWorker is forEach that also tells f which worker (0..workers-1)
+// runs it, so that each worker can reuse its own buffers.
+func forEachWorker(ctx context.Context, n, workers int, f func(w, i int) error) error {
 	errs := make([]error, n)
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -129,7 +135,7 @@ func forEach(ctx context.Context, n, workers int, f func(i int) error) error {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				errs[i] = f(i)
+				errs[i] = f(w, i)
 			}
 		}()
 	}

@@ -151,7 +151,12 @@ func (b *bitReader) restart() error {
 }
 
 // Decode decodes a complete lossless JPEG byte stream (SOI … EOI).
-func Decode(data []byte) (*Image, error) {
+func Decode(data []byte) (*Image, error) { return DecodeInto(data, nil) }
+
+// DecodeInto is Decode that stores the samples in pix when it has the
+// capacity (the returned Image's Pix then shares pix's array), so a caller
+// decoding many frames of one size allocates the sample buffer once.
+func DecodeInto(data []byte, pix []uint16) (*Image, error) {
 	if len(data) < 4 || data[0] != 0xFF || data[1] != 0xD8 {
 		return nil, fmt.Errorf("%w: no SOI marker", ErrFormat)
 	}
@@ -246,6 +251,11 @@ func Decode(data []byte) (*Image, error) {
 			if img.Width*img.Height > 8*(len(data)-pos)+64 {
 				return nil, fmt.Errorf("%w: %d×%d samples cannot fit in %d bytes", ErrFormat, img.Width, img.Height, len(data)-pos)
 			}
+			if n := img.Width * img.Height; cap(pix) >= n {
+				img.Pix = pix[:n]
+			} else {
+				img.Pix = make([]uint16, n)
+			}
 			if err := img.scan(data[pos:], &tables[td], pred, pt, restart); err != nil {
 				return nil, err
 			}
@@ -260,7 +270,6 @@ func Decode(data []byte) (*Image, error) {
 // scan decodes the entropy-coded segment (T.81 H.1.2).
 func (img *Image) scan(data []byte, h *huffTable, pred, pt, restart int) error {
 	w, ht := img.Width, img.Height
-	img.Pix = make([]uint16, w*ht)
 	br := &bitReader{data: data}
 	initial := int32(1) << uint(img.Precision-pt-1)
 	mask := int32(1)<<uint(img.Precision-pt) - 1
