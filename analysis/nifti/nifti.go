@@ -437,58 +437,46 @@ func gridOf(h *rawHeader) (volume.Grid, string, error) {
 }
 
 func readData[T volume.Scalar](r io.Reader, order binary.ByteOrder, dt int16, slope, inter float64, out []T) error {
+	dec, err := volume.NewSampleDecoder[T](volume.Stored{Kind: kindOf(dt), Order: order, Slope: slope, Inter: inter})
+	if err != nil {
+		return fmt.Errorf("%w: datatype %d", ErrFormat, dt)
+	}
+	const chunk = 1 << 16 // voxels per read
 	bpv := bytesPer(dt)
-	kind := reflect.TypeFor[T]().Kind()
-	isInt := kind != reflect.Float32 && kind != reflect.Float64
-	lo, hi := rangeOf(kind)
-	buf := make([]byte, bpv*4096)
+	buf := make([]byte, bpv*min(chunk, len(out)))
 	for off := 0; off < len(out); {
-		n := min(4096, len(out)-off)
+		n := min(chunk, len(out)-off)
 		b := buf[:n*bpv]
 		if _, err := io.ReadFull(r, b); err != nil {
 			return fmt.Errorf("%w: image data truncated at voxel %d of %d: %v", ErrFormat, off, len(out), err)
 		}
-		for i := 0; i < n; i++ {
-			x := decode(b[i*bpv:], order, dt)*slope + inter
-			if isInt {
-				if x != math.Trunc(x) || x < lo || x > hi {
-					return fmt.Errorf("nifti: voxel %d value %v does not fit %v", off+i, x, kind)
-				}
+		if err := dec.Decode(out[off:off+n], b); err != nil {
+			var ve *volume.ValueError
+			if errors.As(err, &ve) {
+				return fmt.Errorf("nifti: voxel %d value %v does not fit %v", off+ve.Index, ve.Value, ve.Kind)
 			}
-			out[off+i] = T(x)
+			return err
 		}
 		off += n
 	}
 	return nil
 }
 
-func rangeOf(k reflect.Kind) (lo, hi float64) {
-	switch k {
-	case reflect.Uint8:
-		return 0, math.MaxUint8
-	case reflect.Int16:
-		return math.MinInt16, math.MaxInt16
-	case reflect.Uint16:
-		return 0, math.MaxUint16
-	case reflect.Int32:
-		return math.MinInt32, math.MaxInt32
-	}
-	return math.Inf(-1), math.Inf(1)
-}
-
-func decode(b []byte, order binary.ByteOrder, dt int16) float64 {
+// kindOf is the Go kind of a NIfTI datatype code.
+func kindOf(dt int16) reflect.Kind {
 	switch dt {
 	case DTUint8:
-		return float64(b[0])
+		return reflect.Uint8
 	case DTInt16:
-		return float64(int16(order.Uint16(b)))
+		return reflect.Int16
 	case DTUint16:
-		return float64(order.Uint16(b))
+		return reflect.Uint16
 	case DTInt32:
-		return float64(int32(order.Uint32(b)))
+		return reflect.Int32
 	case DTFloat32:
-		return float64(math.Float32frombits(order.Uint32(b)))
-	default:
-		return math.Float64frombits(order.Uint64(b))
+		return reflect.Float32
+	case DTFloat64:
+		return reflect.Float64
 	}
+	return reflect.Invalid
 }

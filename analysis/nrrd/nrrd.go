@@ -376,26 +376,52 @@ func geometry(f map[string]string) (volume.Affine, string, error) {
 }
 
 func readBinary[T volume.Scalar](r io.Reader, order binary.ByteOrder, typ string, out []T) error {
+	dec, err := volume.NewSampleDecoder[T](volume.Stored{Kind: kindOf(typ), Order: order, Slope: 1})
+	if err != nil {
+		return fmt.Errorf("%w: type %q", ErrFormat, typ)
+	}
+	const chunk = 1 << 16 // voxels per read
 	bpv := bytesPer(typ)
-	kind := reflect.TypeFor[T]().Kind()
-	lo, hi, isInt := rangeOf(kind)
-	buf := make([]byte, bpv*4096)
+	buf := make([]byte, bpv*min(chunk, len(out)))
 	for off := 0; off < len(out); {
-		n := min(4096, len(out)-off)
+		n := min(chunk, len(out)-off)
 		b := buf[:n*bpv]
 		if _, err := io.ReadFull(r, b); err != nil {
 			return fmt.Errorf("%w: data truncated at voxel %d of %d: %v", ErrFormat, off, len(out), err)
 		}
-		for i := 0; i < n; i++ {
-			x := decode(b[i*bpv:], order, typ)
-			if isInt && (x != math.Trunc(x) || x < lo || x > hi) {
-				return fmt.Errorf("nrrd: voxel %d value %v does not fit %v", off+i, x, kind)
+		if err := dec.Decode(out[off:off+n], b); err != nil {
+			var ve *volume.ValueError
+			if errors.As(err, &ve) {
+				return fmt.Errorf("nrrd: voxel %d value %v does not fit %v", off+ve.Index, ve.Value, ve.Kind)
 			}
-			out[off+i] = T(x)
+			return err
 		}
 		off += n
 	}
 	return nil
+}
+
+// kindOf is the Go kind of a normalised NRRD type.
+func kindOf(typ string) reflect.Kind {
+	switch typ {
+	case "int8":
+		return reflect.Int8
+	case "uint8":
+		return reflect.Uint8
+	case "int16":
+		return reflect.Int16
+	case "uint16":
+		return reflect.Uint16
+	case "int32":
+		return reflect.Int32
+	case "uint32":
+		return reflect.Uint32
+	case "float32":
+		return reflect.Float32
+	case "float64":
+		return reflect.Float64
+	}
+	return reflect.Invalid
 }
 
 func readASCII[T volume.Scalar](r io.Reader, out []T) error {
@@ -438,24 +464,4 @@ func rangeOf(k reflect.Kind) (lo, hi float64, isInt bool) {
 		return math.MinInt32, math.MaxInt32, true
 	}
 	return math.Inf(-1), math.Inf(1), false
-}
-
-func decode(b []byte, order binary.ByteOrder, typ string) float64 {
-	switch typ {
-	case "int8":
-		return float64(int8(b[0]))
-	case "uint8":
-		return float64(b[0])
-	case "int16":
-		return float64(int16(order.Uint16(b)))
-	case "uint16":
-		return float64(order.Uint16(b))
-	case "int32":
-		return float64(int32(order.Uint32(b)))
-	case "uint32":
-		return float64(order.Uint32(b))
-	case "float32":
-		return float64(math.Float32frombits(order.Uint32(b)))
-	}
-	return math.Float64frombits(order.Uint64(b))
 }
