@@ -3,7 +3,10 @@ package scp
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/otonode/otonode/scp/events"
@@ -46,11 +49,19 @@ func (s *Scheduler) Round(ctx context.Context) (time.Time, error) {
 	due := false
 	last := map[string]time.Time{}
 	for _, p := range pend {
-		if p.Due(now, s.Policy) != "" {
+		if p.Due(now, s.Policy) == "" {
+			if d := p.Deadline(s.Policy); d.Before(next) {
+				next = d
+			}
+			continue
+		}
+		skipped, err := s.skip(ctx, p, now)
+		if err != nil {
+			return next, err
+		}
+		if !skipped {
 			due = true
 			last[p.SeriesInstanceUID] = p.LastInstanceAt
-		} else if d := p.Deadline(s.Policy); d.Before(next) {
-			next = d
 		}
 	}
 	if !due {
@@ -68,6 +79,63 @@ func (s *Scheduler) Round(ctx context.Context) (time.Time, error) {
 		s.OnComplete(done)
 	}
 	return now, err // look again at once: completing took time
+}
+
+// Why a due revision is not completed (the label of Metrics.Skipped).
+const (
+	SkipResult   = "result"    // objects otonode made, coming back from its worker
+	SkipNonImage = "non-image" // SR, KOS, SEG, PR and the like from elsewhere
+)
+
+// nonImageModalities are the Modality values (PS3.3 C.7.3.1.1.1) of
+// series without an image volume to analyse.
+var nonImageModalities = map[string]bool{
+	"SR": true, "KO": true, "PR": true, "SEG": true, "DOC": true, "REG": true, "FID": true, "PLAN": true,
+	"RTSTRUCT": true, "RTPLAN": true, "RTRECORD": true, "AU": true, "ECG": true, "HD": true, "RWV": true,
+	"M3D": true,
+}
+
+// skip ends a due revision that can never be analysed without completing
+// it: the node's own SEG, SR and KOS coming back from the worker, and
+// series of a non-image modality. Completing them would announce a
+// series-complete event that nothing wants and have selection log each
+// returning result as "not analysed". The revision goes straight to
+// not-analysed, with no outbox row; the metric and the log say why.
+func (s *Scheduler) skip(ctx context.Context, p index.Pending, now time.Time) (bool, error) {
+	se, err := s.Index.Series(ctx, p.SeriesInstanceUID)
+	if err != nil {
+		return false, err
+	}
+	mod := strings.ToUpper(strings.TrimSpace(se.Modality))
+	if !nonImageModalities[mod] {
+		return false, nil
+	}
+	label, why := SkipNonImage, fmt.Sprintf("non-image modality %s", mod)
+	ins, err := s.Index.Instances(ctx, p.SeriesInstanceUID)
+	if err != nil {
+		return false, err
+	}
+	results := 0
+	for _, in := range ins {
+		if in.Result {
+			results++
+		}
+	}
+	if results > 0 && results == len(ins) {
+		label, why = SkipResult, fmt.Sprintf("otonode result (%s)", mod)
+	}
+	err = s.Index.Transition(ctx, index.Transition{SeriesInstanceUID: p.SeriesInstanceUID, Revision: p.Revision,
+		From: []index.State{index.Receiving}, To: index.NotAnalysed, Reason: why}, now)
+	if errors.Is(err, index.ErrState) || errors.Is(err, index.ErrNotFound) {
+		return true, nil // another node decided it meanwhile
+	}
+	if err != nil {
+		return false, err
+	}
+	s.Metrics.Skipped.WithLabelValues(label).Inc()
+	s.Logger.Info("series not completed", "series_instance_uid", p.SeriesInstanceUID, "revision", p.Revision,
+		"reason", why, "instances", p.SeriesInstances)
+	return true, nil
 }
 
 // Run completes series until ctx ends.

@@ -2,6 +2,7 @@ package scp
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -215,5 +216,59 @@ func TestExpectedCount(t *testing.T) {
 	waitState(t, n, s.Series, 1, index.Queued)
 	if se, _ := n.Index.Series(context.Background(), s.Series); se.Reason != index.ReasonExpectedCount {
 		t.Fatalf("reason %q", se.Reason)
+	}
+}
+
+// TestSkipResultsAndNonImage: the node's own SEG coming back from its
+// worker and a series of a non-image modality end not analysed at
+// completion time, with no series-complete event and a counted reason,
+// while a CT series beside them completes and is announced as before.
+func TestSkipResultsAndNonImage(t *testing.T) {
+	c := testConfig(t)
+	n := startNode(t, c)
+	root := uidRoot()
+	ct := seriesSpec{Study: root + ".1", Series: root + ".2", Number: 1, N: 4, Thickness: "0.6", Kernel: "BONE"}
+	const segStorage = "1.2.840.10008.5.1.4.1.1.66.4"
+	seg := seriesSpec{Study: root + ".1", Series: root + ".3", Number: 90, N: 1, Modality: "SEG", SOPClass: segStorage}
+	sr := seriesSpec{Study: root + ".1", Series: root + ".4", Number: 91, N: 1, Modality: "SR"}
+	// The worker records its objects before it sends them.
+	segSOP, _ := seg.dataSet(0)
+	if err := n.Index.RecordResultObject(context.Background(), index.ResultObject{SOPInstanceUID: segSOP,
+		SOPClassUID: segStorage, Kind: index.KindSEG, SeriesInstanceUID: ct.Series, Revision: 1}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	sendSeries(t, n, ct, true)
+	for _, s := range []seriesSpec{seg, sr} {
+		class := cmp.Or(s.SOPClass, ctImage)
+		a, err := dimse.Dial(context.Background(), n.DICOMAddr(), dimse.DialOptions{CallingAETitle: "CT1",
+			CalledAETitle: n.Config.DICOM.AETitle, Proposals: dimse.StorageProposals(class), ARTIMTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sop, ds := s.dataSet(0)
+		if _, err := a.Store(context.Background(), dimse.Instance{SOPClassUID: class, SOPInstanceUID: sop,
+			TransferSyntaxUID: explicit, DataSet: bytes.NewReader(ds)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitState(t, n, ct.Series, 1, index.Queued)
+	waitState(t, n, seg.Series, 1, index.NotAnalysed)
+	waitState(t, n, sr.Series, 1, index.NotAnalysed)
+	for uid, want := range map[string]string{seg.Series: "otonode result (SEG)", sr.Series: "non-image modality SR"} {
+		if se, _ := n.Index.Series(context.Background(), uid); se.Reason != want {
+			t.Errorf("series %s: reason %q, want %q", uid, se.Reason, want)
+		}
+	}
+	checkStream(t, n.JS, n.Topology.EventsStream(), AnnouncementID, map[string]int{AnnouncementID(ct.Series, 1): 1})
+	for label, want := range map[string]float64{SkipResult: 1, SkipNonImage: 1} {
+		if got := promValue(n.Metrics.Skipped.WithLabelValues(label)); got != want {
+			t.Errorf("otonode_series_skipped_total{reason=%q} = %v, want %v", label, got, want)
+		}
+	}
+	if got := promValue(n.Metrics.Selections.WithLabelValues("not-analysed")); got != 0 {
+		t.Errorf("selection declined %v series; the skipped ones must not reach it", got)
 	}
 }

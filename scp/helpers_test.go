@@ -50,8 +50,9 @@ type seriesSpec struct {
 	Description   string
 	Localizer     bool
 	Modality      string
-	Size          int // rows and columns (default 16)
-	Expected      int // ImagesInAcquisition, 0: left out
+	SOPClass      string // default CT Image Storage
+	Size          int    // rows and columns (default 16)
+	Expected      int    // ImagesInAcquisition, 0: left out
 }
 
 // dataSet encodes one instance of s in explicit VR little endian, with a
@@ -91,7 +92,11 @@ func (s seriesSpec) dataSet(i int) (sop string, b []byte) {
 		mod = "CT"
 	}
 	str(0x0008, 0x0008, "CS", it)
-	str(0x0008, 0x0016, "UI", ctImage)
+	class := s.SOPClass
+	if class == "" {
+		class = ctImage
+	}
+	str(0x0008, 0x0016, "UI", class)
 	str(0x0008, 0x0018, "UI", sop)
 	str(0x0008, 0x0060, "CS", mod)
 	str(0x0008, 0x103e, "LO", s.Description)

@@ -14,6 +14,7 @@ type Metrics struct {
 	Refusals           *prometheus.CounterVec // by reason
 	CompletionLatency  *prometheus.HistogramVec
 	Completions        *prometheus.CounterVec // by reason
+	Skipped            *prometheus.CounterVec // due revisions never completed, by SkipResult or SkipNonImage
 	Selections         *prometheus.CounterVec // by outcome: queued, not-analysed
 	QueueDepth         prometheus.Gauge       // revisions queued, not yet claimed
 	Republished        prometheus.Counter
@@ -39,6 +40,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{0.5, 1, 2, 2.5, 3, 5, 10, 30, 60, 120}}, []string{"reason"}),
 		Completions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otonode_series_completed_total",
 			Help: "Series revisions completed, by reason."}, []string{"reason"}),
+		Skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otonode_series_skipped_total",
+			Help: "Series revisions not completed nor announced because they cannot be analysed, by reason: result (the node's own SEG, SR, KOS) or non-image."},
+			[]string{"reason"}),
 		Selections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otonode_series_selected_total",
 			Help: "Complete series revisions decided by selection, by outcome."}, []string{"outcome"}),
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "otonode_queue_depth",
@@ -48,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Associations, m.ActiveAssociations, m.Instances, m.Duplicates, m.Bytes, m.Refusals,
-			m.CompletionLatency, m.Completions, m.Selections, m.QueueDepth, m.Republished)
+			m.CompletionLatency, m.Completions, m.Skipped, m.Selections, m.QueueDepth, m.Republished)
 	}
 	return m
 }
