@@ -172,13 +172,20 @@ log:
 	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return launchServe(t, p, dir, o.ortLib)
+}
+
+// launchServe runs `otonode serve --config p.config` until the test ends,
+// logging to dir/serve.log, and waits until it is ready.
+func launchServe(t *testing.T, p *serveProc, dir, ortLib string) *serveProc {
+	t.Helper()
 	logPath := filepath.Join(dir, "serve.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", "--config", p.config)
-	cmd.Env = append(os.Environ(), "ORT_LIB="+o.ortLib)
+	cmd := exec.Command(p.bin, "serve", "--config", p.config)
+	cmd.Env = append(os.Environ(), "ORT_LIB="+ortLib)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
