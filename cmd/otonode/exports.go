@@ -25,12 +25,12 @@ func runExports(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fs := flag.NewFlagSet("exports", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	state := fs.String("state", "", "only rows in this state: pending, sent or dead")
+	state := fs.String("state", "", "only rows in this state: pending, sent, dead or suppressed")
 	dest := fs.String("destination", "", "only rows of this destination")
 	limit := fs.Int("limit", 100, "at most this many rows, newest first")
 	nc := bindNodeConfig(fs, "the node's YAML configuration file")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: otonode exports [--state pending|sent|dead] [--destination NAME] [--config FILE] [--database URL]
+		fmt.Fprintln(stderr, `usage: otonode exports [--state pending|sent|dead|suppressed] [--destination NAME] [--config FILE] [--database URL]
        otonode exports retry (--id N | --all-dead) [--destination NAME] [--config FILE] [--database URL]
 
 List the export outbox of the node (one row per object and destination), or
@@ -42,9 +42,9 @@ node's database: --config, OTONODE_* and the setting flags as for serve.`)
 		return err
 	}
 	switch index.ExportState(*state) {
-	case "", index.ExportPending, index.ExportSent, index.ExportDead:
+	case "", index.ExportPending, index.ExportSent, index.ExportDead, index.ExportSuppressed:
 	default:
-		return fmt.Errorf("%w: --state %q is not pending, sent or dead", errUsage, *state)
+		return fmt.Errorf("%w: --state %q is not pending, sent, dead or suppressed", errUsage, *state)
 	}
 	x, err := openExportsIndex(ctx, nc)
 	if err != nil {

@@ -233,6 +233,11 @@ func (e *Exporter) pass(ctx context.Context, d Destination, st *destState) error
 		st.plannedAt = now
 	}
 	defer e.updateGauges(ctx)
+	// Before anything is handed out: results a newer revision replaced
+	// while they waited (PACS down, a late worker) must not go out.
+	if err := e.suppressSuperseded(ctx, d); err != nil {
+		return err
+	}
 	if now.Before(st.downUntil) {
 		return nil
 	}
@@ -254,6 +259,33 @@ func (e *Exporter) pass(ctx context.Context, d Destination, st *destState) error
 			return nil
 		}
 		st.failures, st.downUntil = 0, time.Time{}
+	}
+	return nil
+}
+
+// suppressSuperseded ends the pending rows of d whose results a newer
+// analysis of the series replaced, and logs them by series.
+func (e *Exporter) suppressSuperseded(ctx context.Context, d Destination) error {
+	rows, err := e.idx.SuppressSuperseded(ctx, d.Name)
+	if err != nil {
+		return err
+	}
+	type group struct {
+		series, reason string
+		kinds          []string
+	}
+	var groups []*group
+	for _, r := range rows {
+		e.metrics.Exported.WithLabelValues(d.Name, string(index.ExportSuppressed)).Inc()
+		if n := len(groups); n > 0 && groups[n-1].series == r.SeriesInstanceUID && groups[n-1].reason == r.LastError {
+			groups[n-1].kinds = append(groups[n-1].kinds, r.Kind)
+			continue
+		}
+		groups = append(groups, &group{series: r.SeriesInstanceUID, reason: r.LastError, kinds: []string{r.Kind}})
+	}
+	for _, g := range groups {
+		e.log.Warn("exports suppressed", "destination", d.Name, "series_instance_uid", g.series,
+			"objects", len(g.kinds), "kinds", strings.Join(g.kinds, ","), "reason", g.reason)
 	}
 	return nil
 }

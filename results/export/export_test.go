@@ -464,3 +464,81 @@ func TestExportDecompresses(t *testing.T) {
 		t.Error("the slice did not arrive as the inflated data set in explicit VR little endian")
 	}
 }
+
+// TestExportSuppressesSuperseded: results of revision 1 still waiting for
+// a PACS that is down when revision 2's results arrive are never sent;
+// their rows end suppressed with the reason, counted and logged, while
+// revision 2's SEG, SR and IOCM rejection note go out. The source series
+// and another series' pending result are not touched.
+func TestExportSuppressesSuperseded(t *testing.T) {
+	each(t, func(t *testing.T, open func() *index.Index) {
+		ctx := context.Background()
+		idx := open()
+		n := newNode(t, idx)
+		s := n.scene("1.2.826.0.1.7.5")
+		flag := "1.2.826.0.1.7.5.7.1"
+		n.result(s.source, flag, kosStorage, index.KindKOSFlag, true)
+		other := "1.2.826.0.1.7.6.9.1"
+		n.result("1.2.826.0.1.7.6.1", other, segStorage, index.KindSEG, true)
+		pacs := newStoreSCP(t, "PACS", freePort(t))
+		d := dest("pacs", pacs)
+		d.Sources, d.AllowNotForDiagnosis = true, true
+		var logs logBuffer
+		reg := prometheus.NewRegistry()
+		ex, err := New(idx, n.files, Options{Destinations: []Destination{d}, BackoffBase: 10 * time.Millisecond,
+			BackoffMax: 20 * time.Millisecond, Timeout: 2 * time.Second}, reg, logs.logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// PACS down: everything waits.
+		if err := ex.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if pending, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportPending}); len(pending) != 7 {
+			t.Fatalf("%d pending rows, want 7 (3 slices, SEG, SR, KOS, other SEG)", len(pending))
+		}
+		// Revision 2 is analysed: SEG, SR and the rejection note of
+		// revision 1's SEG and SR reach the node.
+		seg2, sr2, rej := "1.2.826.0.1.7.5.9.2", "1.2.826.0.1.7.5.8.2", "1.2.826.0.1.7.5.6.2"
+		n.resultOf(s.source, 2, seg2, segStorage, index.KindSEG, true)
+		n.resultOf(s.source, 2, sr2, srStorage, index.KindSR, true)
+		n.resultOf(s.source, 2, rej, kosStorage, index.KindKOSRejection, true)
+		pacs.start()
+		waitFor(t, "nothing pending", 20*time.Second, func() bool {
+			time.Sleep(25 * time.Millisecond) // past the backoff
+			if err := ex.Pass(ctx); err != nil {
+				t.Fatal(err)
+			}
+			pending, _ := idx.Exports(ctx, index.ExportFilter{State: index.ExportPending})
+			return len(pending) == 0
+		})
+		checkReceived(t, pacs, counts(append(s.ct, other, seg2, sr2, rej)...))
+		sup, err := idx.Exports(ctx, index.ExportFilter{State: index.ExportSuppressed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range sup {
+			got = append(got, r.SOPInstanceUID)
+			if r.LastError != "superseded by revision 2 (not sent)" || !r.SentAt.IsZero() || r.SeriesInstanceUID != s.source {
+				t.Errorf("suppressed row %+v", r)
+			}
+		}
+		if want := []string{s.seg, s.sr, flag}; !sameSet(got, want) {
+			t.Errorf("suppressed %q, want %q", got, want)
+		}
+		if v := value(t, ex.metrics.Exported.WithLabelValues("pacs", "suppressed")); v != 3 {
+			t.Errorf("suppressed metric %v, want 3", v)
+		}
+		if c := strings.Count(logs.String(), `msg="exports suppressed" destination=pacs series_instance_uid=`+s.source); c != 1 {
+			t.Errorf("suppression logged %d times, want once:\n%s", c, logs.String())
+		}
+	})
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}

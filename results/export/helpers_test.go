@@ -147,11 +147,18 @@ func dataSet(study, series, sop, class, modality string, number int) []byte {
 	return element(ds, 0x0020, 0x0013, "IS", strconv.Itoa(number))
 }
 
-// result records a result object as the worker does, then stores it.
+// result records a result object of revision 1 as the worker does, then
+// stores it.
 func (n *node) result(source, sop, class, kind string, forDiagnosis bool) {
 	n.t.Helper()
+	n.resultOf(source, 1, sop, class, kind, forDiagnosis)
+}
+
+// resultOf records a result object of a revision, then stores it.
+func (n *node) resultOf(source string, revision int, sop, class, kind string, forDiagnosis bool) {
+	n.t.Helper()
 	err := n.idx.RecordResultObject(context.Background(), index.ResultObject{SOPInstanceUID: sop, SOPClassUID: class, Kind: kind,
-		SeriesInstanceUID: source, Revision: 1, ModelSHA256: "ab12", ForDiagnosis: forDiagnosis}, time.Now())
+		SeriesInstanceUID: source, Revision: revision, ModelSHA256: "ab12", ForDiagnosis: forDiagnosis}, time.Now())
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -5,7 +5,8 @@ import "github.com/prometheus/client_golang/prometheus"
 // Metrics of the exporter, by destination.
 type Metrics struct {
 	// Exported counts outcomes of attempts: sent, failed (will retry),
-	// dead (attempts exhausted or the object is gone).
+	// dead (attempts exhausted or the object is gone), and rows suppressed
+	// unsent because a newer analysis superseded them.
 	Exported *prometheus.CounterVec
 	// Associations counts association attempts: ok or failed.
 	Associations *prometheus.CounterVec
@@ -17,7 +18,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Exported: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otonode_exports_total",
-			Help: "Export attempts by destination and result (sent, failed, dead)."}, []string{"destination", "result"}),
+			Help: "Export attempts by destination and result (sent, failed, dead, suppressed)."}, []string{"destination", "result"}),
 		Associations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "otonode_export_associations_total",
 			Help: "Associations the exporter requested, by destination and result (ok, failed)."}, []string{"destination", "result"}),
 		Queue: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "otonode_export_queue_depth",

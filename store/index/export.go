@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -13,11 +14,13 @@ import (
 type ExportState string
 
 // Export states: pending until a C-STORE succeeds (sent) or the attempts
-// run out (dead, until an operator retries it).
+// run out (dead, until an operator retries it); suppressed when a newer
+// analysis of the series superseded the object before it was sent.
 const (
-	ExportPending ExportState = "pending"
-	ExportSent    ExportState = "sent"
-	ExportDead    ExportState = "dead"
+	ExportPending    ExportState = "pending"
+	ExportSent       ExportState = "sent"
+	ExportDead       ExportState = "dead"
+	ExportSuppressed ExportState = "suppressed"
 )
 
 // Export is one row of the export outbox, with what the sender needs of the
@@ -106,6 +109,66 @@ func (x *Index) PlanExports(ctx context.Context, p ExportPlan, now time.Time) (i
 		return nil
 	})
 	return int(total), err
+}
+
+// SuppressSuperseded ends, for one destination, the pending rows of SEG, SR
+// and peer-review KOS objects whose analysed series has SEG or SR of a
+// later revision stored at the node: PACS must not receive results that
+// are already replaced (the newer analysis's rejection note, which is not
+// suppressed, would hide them at once). The reason names the revision. It
+// returns the suppressed rows. Rows a sender holds in flight are pending
+// too; if their C-STORE then succeeds they become sent, which is the truth.
+func (x *Index) SuppressSuperseded(ctx context.Context, destination string) ([]Export, error) {
+	var out []Export
+	err := x.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, x.q(`SELECT e.id, e.sop_instance_uid, e.series_instance_uid, ro.kind, ro.revision,
+			(SELECT MAX(n.revision) FROM result_objects n
+				JOIN instances ni ON ni.sop_instance_uid = n.sop_instance_uid AND ni.is_result
+				WHERE n.series_instance_uid = ro.series_instance_uid AND n.kind IN (?, ?))
+			FROM exports e JOIN result_objects ro ON ro.sop_instance_uid = e.sop_instance_uid
+			WHERE e.destination = ? AND e.state = ? AND ro.kind IN (?, ?, ?)
+			ORDER BY e.id`), KindSEG, KindSR, destination, ExportPending, KindSEG, KindSR, KindKOSFlag)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			e        Export
+			rev, max int
+		}
+		var cand []row
+		for rows.Next() {
+			var r row
+			var max sql.NullInt64
+			if err := rows.Scan(&r.e.ID, &r.e.SOPInstanceUID, &r.e.SeriesInstanceUID, &r.e.Kind, &r.rev, &max); err != nil {
+				rows.Close()
+				return err
+			}
+			if r.max = int(max.Int64); r.max > r.rev {
+				cand = append(cand, r)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range cand {
+			r.e.Destination, r.e.State = destination, ExportSuppressed
+			r.e.LastError = "superseded by revision " + strconv.Itoa(r.max) + " (not sent)"
+			res, err := tx.ExecContext(ctx, x.q(`UPDATE exports SET state = ?, last_error = ? WHERE id = ? AND state = ?`),
+				ExportSuppressed, r.e.LastError, r.e.ID, ExportPending)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 1 {
+				out = append(out, r.e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: suppress superseded exports: %w", err)
+	}
+	return out, nil
 }
 
 // HeldExport is a stored result that PlanExports leaves out for a
