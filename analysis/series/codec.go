@@ -18,6 +18,12 @@ func decompress(in *instance, data []byte, buf []uint16) (samples []uint16, err 
 		}
 	}()
 	if in.ts == tsRLE {
+		// A PackBits run expands 2 bytes into at most 128: refuse frames
+		// claiming more pixels than the data could hold before the
+		// sample buffer grows to them.
+		if in.rows*in.cols > 64*len(data) {
+			return buf, fmt.Errorf("RLE frame of %d bytes cannot hold %d×%d pixels", len(data), in.cols, in.rows)
+		}
 		buf = grow(buf, in.rows*in.cols)
 		return buf, decodeRLE(data, in.bitsAllocated/8, buf)
 	}
