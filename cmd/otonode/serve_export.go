@@ -50,7 +50,7 @@ func exportOptions(cfg config.Config) (export.Options, error) {
 		return export.Options{}, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	opt := export.Options{PollInterval: ec.PollInterval, BatchSize: ec.BatchSize, MaxAttempts: ec.MaxAttempts,
-		BackoffBase: ec.BackoffBase, BackoffMax: ec.BackoffMax, Timeout: ec.Timeout, Decompress: qr.Decompress}
+		BackoffBase: ec.BackoffBase, BackoffMax: ec.BackoffMax, Timeout: ec.Timeout, Lease: ec.Lease, Decompress: qr.Decompress}
 	if len(ec.Destinations) == 0 && ec.DemoFolder != "off" {
 		dir := ec.DemoFolder
 		if !filepath.IsAbs(dir) {

@@ -51,6 +51,12 @@ type Export struct {
 	// Timeout bounds association set-up and each wait for the destination
 	// (default 30s).
 	Timeout time.Duration `yaml:"timeout"`
+	// Lease is how long the objects handed to a sender are kept from any
+	// other sender (default 5m): a node killed in the middle of a batch
+	// leaves that batch's unconfirmed objects to be sent again after it,
+	// by itself restarted or by another node on the same database. It
+	// must outlast a batch; shorter leases are for tests.
+	Lease time.Duration `yaml:"lease"`
 }
 
 // Destination is one C-STORE SCP the node exports to, or a folder.
@@ -105,6 +111,7 @@ func (e Export) WithDefaults() Export {
 	def(&e.BackoffBase, 10*time.Second)
 	def(&e.BackoffMax, time.Hour)
 	def(&e.Timeout, 30*time.Second)
+	def(&e.Lease, 5*time.Minute)
 	if e.BatchSize == 0 {
 		e.BatchSize = 50
 	}
@@ -132,7 +139,7 @@ func (e Export) Names() []string {
 func (e Export) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if e.PollInterval < 0 || e.BackoffBase < 0 || e.BackoffMax < 0 || e.Timeout < 0 || e.BatchSize < 0 || e.MaxAttempts < 0 {
+	if e.PollInterval < 0 || e.BackoffBase < 0 || e.BackoffMax < 0 || e.Timeout < 0 || e.Lease < 0 || e.BatchSize < 0 || e.MaxAttempts < 0 {
 		bad("export: durations, batch_size and max_attempts must be >= 0")
 	}
 	if e.BackoffMax != 0 && e.BackoffBase > e.BackoffMax {

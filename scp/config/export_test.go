@@ -78,6 +78,7 @@ func TestExportValidate(t *testing.T) {
 		{"half client certificate", func(_ *Export, d *Destination) { d.TLS = DestinationTLS{Enabled: true, CertFile: "c.pem"} }},
 		{"TLS files while off", func(_ *Export, d *Destination) { d.TLS = DestinationTLS{CAFile: "ca.pem"} }},
 		{"negative attempts", func(e *Export, _ *Destination) { e.MaxAttempts = -1 }},
+		{"negative lease", func(e *Export, _ *Destination) { e.Lease = -time.Second }},
 		{"base above max", func(e *Export, _ *Destination) { e.BackoffBase, e.BackoffMax = time.Hour, time.Minute }},
 		{"folder and AE", func(_ *Export, d *Destination) { d.Folder = "/srv/out" }},
 	}
