@@ -1,25 +1,25 @@
 package analysis
 
-// largestComponent keeps the largest 26-connected component of mask (a grid
-// of size n, i fastest) and clears every other voxel. It returns the number
-// of voxels kept. Ties keep the component met first in index order.
-func largestComponent(mask []bool, n [3]int) int {
-	comp := make([]int32, len(mask))
+// components labels the 26-connected components of mask (a grid of size n,
+// i fastest): comp[p] is the component of voxel p, numbered from 1 in the
+// order their first voxels come in index order (0: background), and
+// size[c] its voxel count (size[0] is unused).
+func components(mask []bool, n [3]int) (comp []int32, size []int) {
+	comp = make([]int32, len(mask))
+	size = []int{0}
 	var queue []int
-	var best, bestSize int32
-	var id int32
 	for seed, on := range mask {
 		if !on || comp[seed] != 0 {
 			continue
 		}
-		id++
+		id := int32(len(size))
 		comp[seed] = id
 		queue = append(queue[:0], seed)
-		var size int32
+		var count int
 		for len(queue) > 0 {
 			p := queue[len(queue)-1]
 			queue = queue[:len(queue)-1]
-			size++
+			count++
 			i, j, k := p%n[0], p/n[0]%n[1], p/(n[0]*n[1])
 			for dk := -1; dk <= 1; dk++ {
 				kk := k + dk
@@ -45,8 +45,20 @@ func largestComponent(mask []bool, n [3]int) int {
 				}
 			}
 		}
-		if size > bestSize {
-			best, bestSize = id, size
+		size = append(size, count)
+	}
+	return comp, size
+}
+
+// largestComponent keeps the largest 26-connected component of mask (a grid
+// of size n, i fastest) and clears every other voxel. It returns the number
+// of voxels kept. Ties keep the component met first in index order.
+func largestComponent(mask []bool, n [3]int) int {
+	comp, size := components(mask, n)
+	var best int32
+	for c := 1; c < len(size); c++ {
+		if size[c] > size[best] {
+			best = int32(c)
 		}
 	}
 	for p, c := range comp {
@@ -54,5 +66,37 @@ func largestComponent(mask []bool, n [3]int) int {
 			mask[p] = false
 		}
 	}
-	return int(bestSize)
+	return size[best]
 }
+
+// majorComponents returns the 26-connected components of mask with at least
+// frac of the largest one's voxels (at most maxMajor of them, the largest
+// first; ties in index order).
+func majorComponents(mask []bool, n [3]int, frac float64) []bool {
+	comp, size := components(mask, n)
+	largest := 0
+	for _, s := range size {
+		largest = max(largest, s)
+	}
+	keep := make([]bool, len(size))
+	for range maxMajor {
+		best := 0
+		for c := 1; c < len(size); c++ {
+			if !keep[c] && size[c] > size[best] {
+				best = c
+			}
+		}
+		if best == 0 || float64(size[best]) < frac*float64(largest) {
+			break
+		}
+		keep[best] = true
+	}
+	out := make([]bool, len(mask))
+	for p, c := range comp {
+		out[p] = keep[c]
+	}
+	return out
+}
+
+// maxMajor is the most components majorComponents keeps.
+const maxMajor = 8

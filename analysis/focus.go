@@ -1,54 +1,67 @@
 package analysis
 
 import (
+	"context"
+	"fmt"
 	"math"
 
+	"github.com/otonode/otonode/analysis/infer"
+	"github.com/otonode/otonode/analysis/tta"
 	"github.com/otonode/otonode/analysis/volume"
 )
 
-// focusMinMarginMM is the least margin around the first pass's foreground
-// that the other TTA passes see: enough context for the network near the
-// labyrinth's edge, and room for a pass to segment a little more than the
-// first did.
-const focusMinMarginMM = 3.0
+// How the TTA passes find where to run (see predictTTA).
+//
+// The analysed structure is what a first, cheap pass (the scout: the
+// identity transform, windows with little overlap) finds over the whole
+// region of interest: its major connected components, those of at least
+// majorFraction of the largest. The TTA passes run on the box around them
+// grown by a margin that holds the uncertainty score's margin and room for a
+// pass to segment a little more than the scout did. Outside that box the
+// result is background with a spread of 0: the scout's stray blobs are not
+// part of the analysed structure. The windows of the TTA passes still read
+// the image beyond the box as context.
+const (
+	// majorFraction is the least size of a major component, as a share of
+	// the largest: small false-positive blobs at the region's edge would
+	// otherwise stretch the box over the whole region.
+	majorFraction = 0.1
+	// focusSlackMM is what the box's margin adds to the uncertainty
+	// score's: room for the TTA passes' structure to reach beyond the
+	// scout's.
+	focusSlackMM = 1.0
+)
 
-// focusMaxFraction is the largest share of the region a focus box may
-// cover; above it cropping saves too little to be worth its seams.
-const focusMaxFraction = 0.5
+// focusMargin is the box's margin in voxels of spacing sp: the uncertainty
+// score's margin plus slackMM, so that the voxels that score looks at lie
+// inside the box.
+func focusMargin(sp [3]float64, uncertaintyMarginMM, slackMM float64) [3]int {
+	mm := uncertaintyMarginMM + slackMM
+	var m [3]int
+	for a := range 3 {
+		m[a] = int(math.Ceil(mm / sp[a]))
+	}
+	return m
+}
 
-// focusBox returns the bounding box, on a grid of extents n, of the voxels
-// with prob ≥ thr together with the peak of each heatmap channel (heat
-// holds len(heat)/len(prob) channels), grown by margin voxels per axis and
-// clipped to the grid. It reports false when no voxel reaches thr: then
-// there is nothing to focus on.
-func focusBox(prob, heat []float32, n [3]int, thr float32, margin [3]int) (volume.Box, bool) {
+// maskBox returns the bounding box, on a grid of extents n, of the voxels
+// set in mask, grown by margin voxels per axis and clipped to the grid; false
+// when none is set.
+func maskBox(mask []bool, n [3]int, margin [3]int) (volume.Box, bool) {
 	lo := [3]int{math.MaxInt, math.MaxInt, math.MaxInt}
 	hi := [3]int{-1, -1, -1}
-	grow := func(idx int) {
+	for idx, on := range mask {
+		if !on {
+			continue
+		}
 		p := [3]int{idx % n[0], idx / n[0] % n[1], idx / (n[0] * n[1])}
 		for a := range 3 {
 			lo[a] = min(lo[a], p[a])
 			hi[a] = max(hi[a], p[a])
 		}
 	}
-	for i, p := range prob {
-		if p >= thr {
-			grow(i)
-		}
-	}
 	if hi[0] < 0 {
 		return volume.Box{}, false
-	}
-	if nv := len(prob); nv > 0 {
-		for c := 0; c+nv <= len(heat); c += nv {
-			best := 0
-			for i, v := range heat[c : c+nv] {
-				if v > heat[c+best] {
-					best = i
-				}
-			}
-			grow(best)
-		}
 	}
 	var b volume.Box
 	for a := range 3 {
@@ -58,16 +71,13 @@ func focusBox(prob, heat []float32, n [3]int, thr float32, margin [3]int) (volum
 	return b, true
 }
 
-// focusMargin is the margin of focusBox in voxels of spacing sp: the
-// larger of focusMinMarginMM and the uncertainty score's margin plus 1 mm,
-// so the voxels that score looks at all lie inside the box.
-func focusMargin(sp [3]float64, uncertaintyMarginMM float64) [3]int {
-	mm := max(focusMinMarginMM, uncertaintyMarginMM+1)
-	var m [3]int
+// grow returns b grown by m voxels per axis, clipped to extents n.
+func grow(b volume.Box, m, n [3]int) volume.Box {
 	for a := range 3 {
-		m[a] = int(math.Ceil(mm / sp[a]))
+		b.Min[a] = max(b.Min[a]-m[a], 0)
+		b.Max[a] = min(b.Max[a]+m[a], n[a])
 	}
-	return m
+	return b
 }
 
 // boxLen is the number of voxels in b.
@@ -90,39 +100,207 @@ func cropInto(dst, src []float32, n [3]int, b volume.Box) {
 	}
 }
 
-// pasteBox copies src (extents b.Size()) into the part of dst (extents n)
-// inside b.
-func pasteBox(dst, src []float32, n [3]int, b volume.Box) {
-	w := b.Max[0] - b.Min[0]
-	o := 0
-	for k := b.Min[2]; k < b.Max[2]; k++ {
-		for j := b.Min[1]; j < b.Max[1]; j++ {
-			p := (k*n[1]+j)*n[0] + b.Min[0]
-			copy(dst[p:p+w], src[o:o+w])
-			o += w
+// transformBox is where box b of a grid of extents n lands after t.
+func transformBox(t tta.Transform, b volume.Box, n [3]int) volume.Box {
+	var out volume.Box
+	for d := range 3 {
+		s := t.Src[d]
+		if t.Flip[d] {
+			out.Min[d], out.Max[d] = n[s]-b.Max[s], n[s]-b.Min[s]
+		} else {
+			out.Min[d], out.Max[d] = b.Min[s], b.Max[s]
 		}
 	}
+	return out
 }
 
-// majorComponents returns the 26-connected components of mask with at least
-// frac of the largest one's voxels (at most 8 of them, largest first).
-func majorComponents(mask []bool, n [3]int, frac float64) []bool {
-	rest := append([]bool(nil), mask...)
-	keep := make([]bool, len(mask))
-	cur := make([]bool, len(mask))
-	first := 0
-	for range 8 {
-		copy(cur, rest)
-		size := largestComponent(cur, n)
-		if size == 0 || float64(size) < frac*float64(first) {
-			break
+// dhw turns (i, j, k) extents or a box into the network's (D, H, W) order.
+func dhw(n [3]int) [3]int { return [3]int{n[2], n[1], n[0]} }
+
+func dhwBox(b volume.Box) infer.Box {
+	return infer.Box{Min: dhw(b.Min), Max: dhw(b.Max)}
+}
+
+// ttaOutput is what the TTA passes give, over the analysed box of the
+// region (x's grid).
+type ttaOutput struct {
+	box          volume.Box
+	focused      bool      // the box comes from the scout (else: the whole region)
+	prob, spread []float32 // TTA mean probability and its standard deviation, box-sized
+	heat         []float32 // mean heatmaps, [channel][box voxel]
+	volSpread    float64   // mm³, standard deviation of the passes' volumes
+}
+
+// tiling is how the region is cut into network inputs, with at least
+// overlap voxels between windows.
+func (a *Analyzer) tiling(overlap int) infer.Tiling {
+	m := a.Manifest
+	// A region larger than the manifest's chunk runs as sliding windows
+	// unless the options allow more: instance normalisation makes a
+	// network's output depend on its input's extent, so only a model
+	// trained for it may see larger windows.
+	t := infer.Tiling{
+		Window:   m.Chunk.Size,
+		Overlap:  overlap,
+		Multiple: m.Input.SpatialMultiple,
+		Pad:      float32((m.Normalization.ClipLow - m.Normalization.Mean) / m.Normalization.Std),
+	}
+	if n := a.Options.SingleWindow; n > 0 {
+		t.Single = [3]int{n, n, n}
+	}
+	return t
+}
+
+// overlaps are the least window overlaps of the scout and of the TTA passes.
+func (a *Analyzer) overlaps() (scout, passes int) {
+	passes = a.Manifest.Chunk.Overlap
+	if o := a.Options.Overlap; o > 0 {
+		passes = o
+	} else if o < 0 {
+		passes = 0
+	}
+	return max(a.Options.ScoutOverlap, 0), passes
+}
+
+// scoutBox runs the scout over the whole region x and returns the analysed
+// box: its major components grown by the focus margin. It reports false when
+// the scout finds no foreground.
+func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32]) (volume.Box, bool, error) {
+	m := a.Manifest
+	ov, _ := a.overlaps()
+	n := x.Size
+	outs, err := infer.PredictBox(ctx, a.Model, x.Data, dhw(n), infer.Box{Max: dhw(n)}, a.tiling(ov), []bool{true, false})
+	if err != nil {
+		return volume.Box{}, false, err
+	}
+	if len(outs) < 1 || len(outs[0]) != x.Len() {
+		return volume.Box{}, false, fmt.Errorf("model outputs: segmentation has %d values, want %d", len(outs[0]), x.Len())
+	}
+	// p ≥ threshold ⇔ logit ≥ logit(threshold).
+	lt := float32(math.Log(m.Threshold / (1 - m.Threshold)))
+	mask := make([]bool, len(outs[0]))
+	for i, l := range outs[0] {
+		mask[i] = l >= lt
+	}
+	mask = majorComponents(mask, n, majorFraction)
+	slack := focusSlackMM
+	if s := a.Options.FocusSlackMM; s > 0 {
+		slack = s
+	}
+	b, ok := maskBox(mask, n, focusMargin(x.Affine.Spacing(), m.Uncertainty.MarginMM, slack))
+	return b, ok, nil
+}
+
+// predictTTA runs every TTA transform over the analysed box, rotates each
+// prediction back and returns the voxel-wise mean probability, its standard
+// deviation across the passes and the mean heatmaps over that box.
+//
+// By default the box comes from the scout (see scoutBox and the constants
+// above); with Options.FullTTA, or when the scout finds nothing, it is the
+// whole region. Each pass rotates the box and enough of the image around it
+// for its windows' context, so a pass costs what the box costs, not the
+// region.
+func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ear, ears int) (*ttaOutput, error) {
+	m := a.Manifest
+	transforms := a.Options.TTA
+	if transforms == nil {
+		transforms = tta.All()
+	}
+	n := x.Size
+	out := &ttaOutput{box: volume.Box{Max: n}}
+	label := fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears)
+	if !a.Options.FullTTA {
+		a.progress(fmt.Sprintf("ear %d/%d: first pass", ear+1, ears), 0, 1)
+		b, ok, err := a.scoutBox(ctx, x)
+		if err != nil {
+			return nil, err
 		}
-		first = max(first, size)
-		for i, in := range cur {
-			if in {
-				keep[i], rest[i] = true, false
+		a.progress(fmt.Sprintf("ear %d/%d: first pass", ear+1, ears), 1, 1)
+		if ok {
+			out.box, out.focused = b, true
+		}
+	}
+	_, ov := a.overlaps()
+	tiling := a.tiling(ov)
+	// The crop each pass rotates: the box and the context its windows
+	// may read around it.
+	r := max(m.Chunk.Size[0], m.Chunk.Size[1], m.Chunk.Size[2])/2 + m.Input.SpatialMultiple
+	reach := [3]int{r, r, r}
+	crop := grow(out.box, reach, n)
+	cn := crop.Size()
+	xc := x.Data
+	if crop != (volume.Box{Max: n}) {
+		xc = make([]float32, boxLen(crop))
+		cropInto(xc, x.Data, n, crop)
+	}
+	inner := out.box
+	for ax := range 3 {
+		inner.Min[ax] -= crop.Min[ax]
+		inner.Max[ax] -= crop.Min[ax]
+	}
+	nv := boxLen(out.box)
+	nh := len(LandmarkOrder)
+	sum := make([]float64, nv)
+	sumSq := make([]float64, nv)
+	heatSum := make([]float32, nh*nv)
+	seg := make([]float32, nv)
+	heat := make([]float32, nv)
+	buf := make([]float32, len(xc))
+	vols := make([]float64, 0, len(transforms))
+	for p, t := range transforms {
+		a.progress(label, p, len(transforms))
+		tn := tta.Into(t, buf, xc, cn)
+		tb := transformBox(t, inner, cn)
+		outs, err := infer.PredictBox(ctx, a.Model, buf, dhw(tn), dhwBox(tb), tiling, nil)
+		if err != nil {
+			return nil, err
+		}
+		if len(outs) < 2 || len(outs[0]) != nv || len(outs[1]) != nh*nv {
+			return nil, fmt.Errorf("model outputs have %d arrays, want segmentation (%d) and heatmaps (%d)", len(outs), nv, nh*nv)
+		}
+		undo := t.Inverse()
+		tbn := tb.Size()
+		tta.Into(undo, seg, outs[0], tbn)
+		var fg int
+		for i, l := range seg {
+			pr := 1 / (1 + math.Exp(-float64(l)))
+			sum[i] += pr
+			sumSq[i] += pr * pr
+			if pr >= m.Threshold {
+				fg++
+			}
+		}
+		vols = append(vols, float64(fg))
+		for c := range nh {
+			tta.Into(undo, heat, outs[1][c*nv:(c+1)*nv], tbn)
+			hs := heatSum[c*nv : (c+1)*nv]
+			for i, v := range heat {
+				hs[i] += v
 			}
 		}
 	}
-	return keep
+	a.progress(label, len(transforms), len(transforms))
+	k := float64(len(transforms))
+	out.prob = seg // reused: the last pass's logits are no longer needed
+	out.spread = make([]float32, nv)
+	for i := range sum {
+		mean := sum[i] / k
+		out.prob[i] = float32(mean)
+		out.spread[i] = float32(math.Sqrt(max(sumSq[i]/k-mean*mean, 0)))
+	}
+	for i := range heatSum {
+		heatSum[i] /= float32(k)
+	}
+	out.heat = heatSum
+	var vm, vv float64
+	for _, v := range vols {
+		vm += v
+	}
+	vm /= k // exact for equal passes: counts are small integers
+	for _, v := range vols {
+		vv += (v - vm) * (v - vm) / k
+	}
+	sp := x.Affine.Spacing()
+	out.volSpread = math.Sqrt(vv) * sp[0] * sp[1] * sp[2]
+	return out, nil
 }

@@ -4,29 +4,24 @@ import (
 	"context"
 	"testing"
 
+	"github.com/otonode/otonode/analysis/tta"
 	"github.com/otonode/otonode/analysis/volume"
 )
 
-func TestFocusBox(t *testing.T) {
+func TestMaskBox(t *testing.T) {
 	n := [3]int{20, 16, 12}
 	idx := func(i, j, k int) int { return i + n[0]*(j+n[1]*k) }
 	tests := []struct {
 		name   string
-		fg     [][3]int // voxels at the threshold or above
-		peaks  [][3]int // one per heatmap channel
+		fg     [][3]int
 		margin [3]int
 		want   volume.Box
 		ok     bool
 	}{
-		{name: "empty", peaks: [][3]int{{5, 5, 5}}, margin: [3]int{2, 2, 2}},
+		{name: "empty", margin: [3]int{2, 2, 2}},
 		{
 			name: "one voxel", fg: [][3]int{{10, 8, 6}}, margin: [3]int{2, 3, 1},
 			want: volume.Box{Min: [3]int{8, 5, 5}, Max: [3]int{13, 12, 8}}, ok: true,
-		},
-		{
-			name: "peaks widen it", fg: [][3]int{{10, 8, 6}, {11, 9, 6}}, peaks: [][3]int{{4, 8, 6}, {10, 8, 6}, {11, 12, 7}},
-			margin: [3]int{1, 1, 1},
-			want:   volume.Box{Min: [3]int{3, 7, 5}, Max: [3]int{13, 14, 9}}, ok: true,
 		},
 		{
 			name: "clipped", fg: [][3]int{{1, 0, 11}, {18, 15, 10}}, margin: [3]int{3, 3, 3},
@@ -35,20 +30,11 @@ func TestFocusBox(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nv := n[0] * n[1] * n[2]
-			prob := make([]float32, nv)
-			prob[idx(19, 15, 0)] = 0.49 // below the threshold: ignored
+			mask := make([]bool, n[0]*n[1]*n[2])
 			for _, p := range tt.fg {
-				prob[idx(p[0], p[1], p[2])] = 0.5
+				mask[idx(p[0], p[1], p[2])] = true
 			}
-			heat := make([]float32, len(tt.peaks)*nv)
-			for c, p := range tt.peaks {
-				for i := range nv {
-					heat[c*nv+i] = -1
-				}
-				heat[c*nv+idx(p[0], p[1], p[2])] = 2
-			}
-			b, ok := focusBox(prob, heat, n, 0.5, tt.margin)
+			b, ok := maskBox(mask, n, tt.margin)
 			if ok != tt.ok || (ok && b != tt.want) {
 				t.Fatalf("got %v %v, want %v %v", b, ok, tt.want, tt.ok)
 			}
@@ -57,15 +43,15 @@ func TestFocusBox(t *testing.T) {
 }
 
 func TestFocusMargin(t *testing.T) {
-	if got, want := focusMargin([3]float64{0.1, 0.2, 0.5}, 1), [3]int{30, 15, 6}; got != want {
-		t.Errorf("margin %v, want %v (3 mm)", got, want)
+	if got, want := focusMargin([3]float64{0.1, 0.2, 0.5}, 1, 1), [3]int{20, 10, 4}; got != want {
+		t.Errorf("margin %v, want %v (2 mm)", got, want)
 	}
-	if got, want := focusMargin([3]float64{0.25, 0.25, 0.25}, 3), [3]int{16, 16, 16}; got != want {
-		t.Errorf("margin %v, want %v (uncertainty margin + 1 mm)", got, want)
+	if got, want := focusMargin([3]float64{0.25, 0.25, 0.25}, 3, 0.5), [3]int{14, 14, 14}; got != want {
+		t.Errorf("margin %v, want %v (uncertainty margin + slack)", got, want)
 	}
 }
 
-func TestCropPaste(t *testing.T) {
+func TestCrop(t *testing.T) {
 	n := [3]int{5, 4, 3}
 	src := make([]float32, 60)
 	for i := range src {
@@ -74,18 +60,43 @@ func TestCropPaste(t *testing.T) {
 	b := volume.Box{Min: [3]int{1, 2, 1}, Max: [3]int{4, 4, 3}}
 	c := make([]float32, boxLen(b))
 	cropInto(c, src, n, b)
-	if c[0] != float32(1+5*(2+4*1)) || c[len(c)-1] != float32(3+5*(3+4*2)) {
-		t.Fatalf("crop %v", c)
+	o := 0
+	for k := 1; k < 3; k++ {
+		for j := 2; j < 4; j++ {
+			for i := 1; i < 4; i++ {
+				if c[o] != src[i+5*(j+4*k)] {
+					t.Fatalf("crop voxel %d = %v, want %v", o, c[o], src[i+5*(j+4*k)])
+				}
+				o++
+			}
+		}
 	}
-	dst := make([]float32, 60)
-	pasteBox(dst, c, n, b)
-	for k := range 3 {
-		for j := range 4 {
-			for i := range 5 {
-				in := i >= 1 && i < 4 && j >= 2 && k >= 1
-				v := dst[i+5*(j+4*k)]
-				if in && v != src[i+5*(j+4*k)] || !in && v != 0 {
-					t.Fatalf("(%d,%d,%d) = %v", i, j, k, v)
+}
+
+// A box marked in a volume is where transformBox says after every
+// transform.
+func TestTransformBox(t *testing.T) {
+	n := [3]int{7, 5, 4}
+	b := volume.Box{Min: [3]int{1, 2, 0}, Max: [3]int{4, 5, 3}}
+	in := make([]uint8, n[0]*n[1]*n[2])
+	for k := b.Min[2]; k < b.Max[2]; k++ {
+		for j := b.Min[1]; j < b.Max[1]; j++ {
+			for i := b.Min[0]; i < b.Max[0]; i++ {
+				in[i+n[0]*(j+n[1]*k)] = 1
+			}
+		}
+	}
+	for _, tr := range tta.All() {
+		out := make([]uint8, len(in))
+		tn := tta.Into(tr, out, in, n)
+		tb := transformBox(tr, b, n)
+		for k := range tn[2] {
+			for j := range tn[1] {
+				for i := range tn[0] {
+					inside := i >= tb.Min[0] && i < tb.Max[0] && j >= tb.Min[1] && j < tb.Max[1] && k >= tb.Min[2] && k < tb.Max[2]
+					if (out[i+tn[0]*(j+tn[1]*k)] == 1) != inside {
+						t.Fatalf("%s: box %v, voxel (%d,%d,%d) marked %v", tr.Name, tb, i, j, k, !inside)
+					}
 				}
 			}
 		}
@@ -117,7 +128,7 @@ func TestAnalyzeFocusedTTA(t *testing.T) {
 	analyze := func(full bool) run {
 		var r run
 		net := voxelNet{fluidNet{lo: norm(-500), hi: norm(1015)}, &r.calls, &r.voxels}
-		a := &Analyzer{Manifest: m, Model: net, Options: Options{SingleWindow: 256, FocusedTTA: !full}}
+		a := &Analyzer{Manifest: m, Model: net, Options: Options{SingleWindow: 256, FullTTA: full}}
 		res, err := a.Analyze(context.Background(), ct)
 		if err != nil {
 			t.Fatal(err)
@@ -129,10 +140,11 @@ func TestAnalyzeFocusedTTA(t *testing.T) {
 		return r
 	}
 	full, focused := analyze(true), analyze(false)
-	if full.calls != 10 || focused.calls != 10 {
-		t.Errorf("network calls: full %d, focused %d; want 10 each (one window per pass)", full.calls, focused.calls)
+	if full.calls != 10 || focused.calls != 11 {
+		t.Errorf("network calls: full %d, focused %d; want 10 and 11 (one window per pass, and the scout)", full.calls, focused.calls)
 	}
-	// Passes 1..9 on the box: well under half the voxels of full TTA.
+	// The scout and 10 passes on the box: well under half the voxels of
+	// full TTA.
 	if 2*focused.voxels >= full.voxels {
 		t.Errorf("network input: focused %d voxels, full %d; want under half", focused.voxels, full.voxels)
 	}
@@ -168,21 +180,24 @@ func TestPredictTTANoForegroundRunsInFull(t *testing.T) {
 	m := testManifest(0.25)
 	x := paint([3]int{40, 36, 32}, 0.25, [3]float64{}, 1100, nil)
 	var calls, voxels int
-	a := &Analyzer{Manifest: m, Model: voxelNet{fluidNet{lo: -0.5, hi: 0.5}, &calls, &voxels}, Options: Options{SingleWindow: 256, FocusedTTA: true}}
+	a := &Analyzer{Manifest: m, Model: voxelNet{fluidNet{lo: -0.5, hi: 0.5}, &calls, &voxels}, Options: Options{SingleWindow: 256}}
 	a.normalise(x.Data)
-	prob, _, _, _, err := a.predictTTA(context.Background(), x, 0, 1)
+	tr, err := a.predictTTA(context.Background(), x, 0, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range prob {
+	if tr.focused || tr.box != (volume.Box{Max: x.Size}) {
+		t.Errorf("box %v, focused %v; want the whole region", tr.box, tr.focused)
+	}
+	for _, p := range tr.prob {
 		if p >= 0.5 {
 			t.Fatal("foreground in a scene of bone alone")
 		}
 	}
-	// Each pass pads its 40×36×32 input (rotated) to a multiple of 4: the
-	// same count whatever the rotation.
-	if want := 10 * 40 * 36 * 32; calls != 10 || voxels != want {
-		t.Fatalf("%d calls on %d voxels, want 10 on %d", calls, voxels, want)
+	// The scout and each pass pad their 40×36×32 input (rotated) to a
+	// multiple of 4: the same count whatever the rotation.
+	if want := 11 * 40 * 36 * 32; calls != 11 || voxels != want {
+		t.Fatalf("%d calls on %d voxels, want 11 on %d", calls, voxels, want)
 	}
 }
 

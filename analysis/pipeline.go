@@ -38,15 +38,22 @@ type Options struct {
 	TTA  []tta.Transform
 	Gate Gate
 	ROI  roi.Options
-	// FocusedTTA runs only the first TTA pass over the whole region and
-	// the others on a box around its foreground and landmarks (see
-	// predictTTA): a fast mode, off by default. Measured on a held-out
-	// phantom (10 passes, reference v1) it took a quarter of the time but
-	// lowered Dice 0.958 → 0.952 and the uncertainty score 0.051 → 0.010,
-	// because the first pass's stray blobs outside the box are no longer
-	// averaged away and count with a spread of 0. The default runs every
-	// pass over the whole region, the paper's protocol.
-	FocusedTTA bool
+	// FullTTA runs every TTA pass over the whole region of interest, the
+	// paper's protocol. By default a first pass over the region (the
+	// scout) finds the structure, and the TTA passes run only on the box
+	// around its major connected components plus a margin (see focus.go):
+	// outside that box the result is background with a spread of 0.
+	FullTTA bool
+	// Overlap is the least overlap, in voxels, of neighbouring windows of
+	// the TTA passes (windows are spread evenly, so most overlap a little
+	// more); 0 means the manifest's, a negative value none.
+	Overlap int
+	// ScoutOverlap is the least overlap of the scout's windows (default 0:
+	// the scout only has to find the structure).
+	ScoutOverlap int
+	// FocusSlackMM is what the focus box's margin adds to the uncertainty
+	// score's margin (default focusSlackMM).
+	FocusSlackMM float64
 
 	// SingleWindow is the largest region (voxels per axis) run as one
 	// network input instead of sliding windows (default: the manifest's
@@ -164,18 +171,25 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	mark("resample", t0)
 
 	t0 = time.Now()
-	prob, spread, heat, volSpread, err := a.predictTTA(ctx, x, n, total)
+	tr, err := a.predictTTA(ctx, x, n, total)
 	if err != nil {
 		return nil, nil, err
 	}
 	mark("inference", t0)
 
 	t0 = time.Now()
-	ear := &Ear{Laterality: Laterality(c.Side), VolumeSpreadMM3: volSpread}
+	ear := &Ear{Laterality: Laterality(c.Side), VolumeSpreadMM3: tr.volSpread}
+	// Everything below works on the analysed box of the model grid; the
+	// rest of the region is background.
+	bg := mg.Sub(tr.box)
+	prob, spread, heat := tr.prob, tr.spread, tr.heat
+	x = nil // the normalised region is no longer needed
 	// Segmentation on the source grid: the mean probability interpolated
-	// back, then thresholded, inside the region; zero elsewhere.
-	probVol := &volume.Volume[float32]{Grid: mg, Data: prob}
-	back, err := volume.ResampleLinear(probVol, srcSub, 0)
+	// back, then thresholded, inside the analysed box; zero elsewhere.
+	sb := sourceBox(bg, srcSub)
+	srcBox := srcSub.Sub(sb)
+	probVol := &volume.Volume[float32]{Grid: bg, Data: prob}
+	back, err := volume.ResampleLinear(probVol, srcBox, 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -184,17 +198,18 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	for i, p := range back.Data {
 		mask[i] = p >= thr
 	}
+	back = nil
 	if a.largestComponent() {
-		largestComponent(mask, srcSub.Size)
+		largestComponent(mask, srcBox.Size)
 	}
 	label := volume.New[uint8](ct.Grid)
 	var count int
-	sz := srcSub.Size
+	sz := srcBox.Size
 	for k := range sz[2] {
 		for j := range sz[1] {
 			for i := range sz[0] {
-				if mask[srcSub.Index(i, j, k)] {
-					label.Set(box.Min[0]+i, box.Min[1]+j, box.Min[2]+k, 1)
+				if mask[srcBox.Index(i, j, k)] {
+					label.Set(box.Min[0]+sb.Min[0]+i, box.Min[1]+sb.Min[1]+j, box.Min[2]+sb.Min[2]+k, 1)
 					count++
 				}
 			}
@@ -203,31 +218,39 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	ear.Label = label
 	sp := ct.Affine.Spacing()
 	ear.VolumeMM3 = float64(count) * sp[0] * sp[1] * sp[2]
+	ear.Analysed = AnalysedRegion{TTA: "full", Fraction: float64(boxLen(tr.box)) / float64(mg.Len())}
+	if tr.focused {
+		ear.Analysed.TTA = "focused"
+	}
+	for ax := range 3 {
+		ear.Analysed.SourceBox[0][ax] = box.Min[ax] + sb.Min[ax]
+		ear.Analysed.SourceBox[1][ax] = box.Min[ax] + sb.Max[ax]
+	}
 
 	inv, err := ct.Affine.Inverse()
 	if err != nil {
 		return nil, nil, err
 	}
-	nvox := mg.Len()
+	nvox := bg.Len()
 	var near []bool
 	if a.largestComponent() {
-		near = nearLargest(prob, mg, thr, landmarkMarginMM)
+		near = nearLargest(prob, bg, thr, landmarkMarginMM)
 	}
 	for ch, name := range LandmarkOrder {
-		v, p := peakWithin(heat[ch*nvox:(ch+1)*nvox], mg.Size, near)
-		mm := mg.Affine.Apply(p)
+		v, p := peakWithin(heat[ch*nvox:(ch+1)*nvox], bg.Size, near)
+		mm := bg.Affine.Apply(p)
 		ear.Landmarks = append(ear.Landmarks, Landmark{Name: name, PatientMM: mm, Voxel: inv.Apply(mm), Peak: float64(v)})
 	}
 
 	// The side: see earSide for how the shape and the ROI's clue combine.
 	var shape Laterality
-	if centre, ok := centroidMM(prob, mg, thr); ok {
+	if centre, ok := centroidMM(prob, bg, thr); ok {
 		l := ear.Landmarks
 		shape = sideFromShape(l[0].PatientMM, l[1].PatientMM, l[2].PatientMM, centre)
 	}
 	ear.Laterality = earSide(Laterality(c.Side), c.SideFromPosition, shape)
-	ear.Uncertainty = uncertaintyScore(prob, spread, mg, thr, m.Uncertainty.MarginMM)
-	ear.UncertaintyMap = &volume.Volume[float32]{Grid: mg, Data: spread}
+	ear.Uncertainty = uncertaintyScore(prob, spread, bg, thr, m.Uncertainty.MarginMM)
+	ear.UncertaintyMap = &volume.Volume[float32]{Grid: bg, Data: spread}
 	ear.Flag = a.flag(ear)
 	mark("postprocess", t0)
 	return ear, stages, nil
@@ -248,163 +271,6 @@ func (a *Analyzer) normalise(x []float32) {
 	for i, v := range x {
 		x[i] = (min(max(v, lo), hi) - mean) * inv
 	}
-}
-
-// predictTTA runs every TTA transform, rotates each prediction back and
-// returns the voxel-wise mean probability, its standard deviation across the
-// passes and the mean heatmaps ([3][n] flattened), all on x's grid.
-//
-// With Options.FocusedTTA, only the first pass sees the whole region.
-// The others run on the box around its foreground and heatmap peaks grown
-// by focusMargin, when that box is under focusMaxFraction of the region;
-// outside the box they take the first pass's values, so there the mean is
-// the first pass's and the spread is 0. The uncertainty score looks only
-// within the manifest's margin of the foreground, inside the box. With no
-// foreground in the first pass every pass runs in full.
-func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ear, ears int) (prob, spread, heat []float32, volSpread float64, err error) {
-	m := a.Manifest
-	transforms := a.Options.TTA
-	if transforms == nil {
-		transforms = tta.All()
-	}
-	// A region larger than the manifest's chunk runs as sliding windows
-	// unless the options allow more: instance normalisation makes a
-	// network's output depend on its input's extent, so only a model
-	// trained for it may see larger windows.
-	single := m.Chunk.Size
-	if n := a.Options.SingleWindow; n > 0 {
-		single = [3]int{n, n, n}
-	}
-	tiling := infer.Tiling{
-		Window:   m.Chunk.Size,
-		Overlap:  m.Chunk.Overlap,
-		Multiple: m.Input.SpatialMultiple,
-		Single:   single,
-		Pad:      float32((m.Normalization.ClipLow - m.Normalization.Mean) / m.Normalization.Std),
-	}
-	nh := len(LandmarkOrder)
-	// pass runs t on src (extents n) and returns the segmentation logits
-	// and heatmaps rotated back onto src's layout.
-	pass := func(t tta.Transform, src []float32, n [3]int) (seg, heat []float32, err error) {
-		nv := len(src)
-		buf := make([]float32, nv)
-		tn := tta.Into(t, buf, src, n)
-		// The model reads [D,H,W] = [k,j,i] with i fastest: our layout.
-		outs, err := infer.Predict(ctx, a.Model, buf, [3]int{tn[2], tn[1], tn[0]}, tiling)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(outs) < 2 || len(outs[0]) != nv || len(outs[1]) != nh*nv {
-			return nil, nil, fmt.Errorf("model outputs have %d arrays, want segmentation (%d) and heatmaps (%d)", len(outs), nv, nh*nv)
-		}
-		undo := t.Inverse()
-		seg = make([]float32, nv)
-		tta.Into(undo, seg, outs[0], tn)
-		heat = make([]float32, nh*nv)
-		for c := range nh {
-			tta.Into(undo, heat[c*nv:(c+1)*nv], outs[1][c*nv:(c+1)*nv], tn)
-		}
-		return seg, heat, nil
-	}
-
-	n := x.Size
-	nvox := x.Len()
-	sum := make([]float64, nvox)
-	sumSq := make([]float64, nvox)
-	heatSum := make([]float32, nh*nvox)
-	var vols []float64 // foreground voxels of each pass
-	add := func(seg, heat []float32) {
-		var fg int
-		for i, l := range seg {
-			pr := 1 / (1 + math.Exp(-float64(l)))
-			sum[i] += pr
-			sumSq[i] += pr * pr
-			if pr >= m.Threshold {
-				fg++
-			}
-		}
-		vols = append(vols, float64(fg))
-		for i, v := range heat {
-			heatSum[i] += v
-		}
-	}
-
-	var (
-		focus           volume.Box
-		focused         bool
-		seg0, heat0, xc []float32
-	)
-	for p, t := range transforms {
-		a.progress(fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears), p, len(transforms))
-		if !focused {
-			seg, heat, err := pass(t, x.Data, n)
-			if err != nil {
-				return nil, nil, nil, 0, err
-			}
-			add(seg, heat)
-			if p == 0 && a.Options.FocusedTTA && len(transforms) > 1 {
-				// The box holds the first pass's foreground components of
-				// at least 10 % of the largest: small false-positive blobs at the
-				// region's edge would otherwise stretch it over the whole
-				// region. Strays keep the first pass's values.
-				thr := float32(m.Threshold)
-				prob0 := make([]float32, nvox)
-				mask := make([]bool, nvox)
-				for i, l := range seg {
-					prob0[i] = float32(1 / (1 + math.Exp(-float64(l))))
-					mask[i] = prob0[i] >= thr
-				}
-				mask = majorComponents(mask, n, 0.1)
-				for i, in := range mask {
-					if !in {
-						prob0[i] = 0
-					}
-				}
-				b, ok := focusBox(prob0, heat, n, thr, focusMargin(x.Affine.Spacing(), m.Uncertainty.MarginMM))
-				if ok && float64(boxLen(b)) < focusMaxFraction*float64(nvox) {
-					focus, focused = b, true
-					seg0, heat0 = seg, heat
-					xc = make([]float32, boxLen(b))
-					cropInto(xc, x.Data, n, b)
-				}
-			}
-			continue
-		}
-		segC, heatC, err := pass(t, xc, focus.Size())
-		if err != nil {
-			return nil, nil, nil, 0, err
-		}
-		seg := append([]float32(nil), seg0...)
-		heat := append([]float32(nil), heat0...)
-		pasteBox(seg, segC, n, focus)
-		nc := len(xc)
-		for c := range nh {
-			pasteBox(heat[c*nvox:(c+1)*nvox], heatC[c*nc:(c+1)*nc], n, focus)
-		}
-		add(seg, heat)
-	}
-	a.progress(fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears), len(transforms), len(transforms))
-	k := float64(len(transforms))
-	prob = make([]float32, nvox)
-	spread = make([]float32, nvox)
-	for i := range sum {
-		mean := sum[i] / k
-		prob[i] = float32(mean)
-		spread[i] = float32(math.Sqrt(max(sumSq[i]/k-mean*mean, 0)))
-	}
-	for i := range heatSum {
-		heatSum[i] /= float32(k)
-	}
-	var vm, vv float64
-	for _, v := range vols {
-		vm += v
-	}
-	vm /= k // exact for equal passes: counts are small integers
-	for _, v := range vols {
-		vv += (v - vm) * (v - vm) / k
-	}
-	sp := x.Affine.Spacing()
-	return prob, spread, heatSum, math.Sqrt(vv) * sp[0] * sp[1] * sp[2], nil
 }
 
 // landmarkMarginMM is how far from the kept structure landmarks are looked
@@ -525,4 +391,39 @@ func (a *Analyzer) flag(e *Ear) Flag {
 		return Flag{}
 	}
 	return Flag{Raised: true, Reason: strings.Join(reasons, "; ")}
+}
+
+// sourceBox is the box of grid src that covers grid g (on the same patient
+// space): the source voxels a linear interpolation from g can reach, clipped
+// to src.
+func sourceBox(g, src volume.Grid) volume.Box {
+	inv, err := src.Affine.Inverse()
+	if err != nil {
+		return src.Bounds()
+	}
+	lo := [3]float64{math.Inf(1), math.Inf(1), math.Inf(1)}
+	hi := [3]float64{math.Inf(-1), math.Inf(-1), math.Inf(-1)}
+	for c := range 8 {
+		var p [3]float64
+		for ax := range 3 {
+			p[ax] = -0.5
+			if c>>ax&1 == 1 {
+				p[ax] = float64(g.Size[ax]) - 0.5
+			}
+		}
+		q := inv.Apply(g.Affine.Apply(p))
+		for ax := range 3 {
+			lo[ax] = min(lo[ax], q[ax])
+			hi[ax] = max(hi[ax], q[ax])
+		}
+	}
+	var b volume.Box
+	for ax := range 3 {
+		b.Min[ax] = max(int(math.Floor(lo[ax])), 0)
+		b.Max[ax] = min(int(math.Ceil(hi[ax]))+1, src.Size[ax])
+		if b.Min[ax] >= b.Max[ax] {
+			return src.Bounds()
+		}
+	}
+	return b
 }

@@ -75,6 +75,23 @@ type Ear struct {
 	// the model saw (isotropic, over the ear's region of interest).
 	UncertaintyMap *volume.Volume[float32] `json:"-"`
 	Flag           Flag                    `json:"flag"`
+	// Analysed is the part of the region of interest the TTA passes ran
+	// on. Outside it the segmentation is background and the uncertainty 0.
+	Analysed AnalysedRegion `json:"analysed_region"`
+}
+
+// AnalysedRegion says where an ear's TTA passes ran.
+type AnalysedRegion struct {
+	// TTA is "focused" (the default: a first pass over the region of
+	// interest finds the structure; the TTA passes run on the box around
+	// its major connected components plus a margin) or "full" (every pass
+	// over the whole region of interest).
+	TTA string `json:"tta"`
+	// SourceBox is the analysed box on the source grid: voxel indices
+	// [SourceBox[0][a], SourceBox[1][a]) along each axis a.
+	SourceBox [2][3]int `json:"source_box"`
+	// Fraction is the analysed box's share of the region of interest.
+	Fraction float64 `json:"fraction_of_roi"`
 }
 
 // Model identifies the model that produced a result, from its manifest.

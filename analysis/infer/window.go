@@ -36,8 +36,37 @@ type Tiling struct {
 // with Gaussian weights centred on each window, so voxels near a window's
 // border, where the network sees less context, count less.
 func Predict(ctx context.Context, r Runner, x []float32, dims [3]int, t Tiling) ([][]float32, error) {
+	return PredictBox(ctx, r, x, dims, Box{Max: dims}, t, nil)
+}
+
+// Box is a part of a region: indices [Min[a], Max[a]) along each axis a
+// (d, h, w).
+type Box struct{ Min, Max [3]int }
+
+// Size is the extent of b along each axis.
+func (b Box) Size() [3]int {
+	return [3]int{b.Max[0] - b.Min[0], b.Max[1] - b.Min[1], b.Max[2] - b.Min[2]}
+}
+
+// Len is the number of voxels in b.
+func (b Box) Len() int { s := b.Size(); return s[0] * s[1] * s[2] }
+
+// PredictBox runs r over the windows that cover box, a part of the region x
+// of size dims, and returns each output at the box's size. Windows read
+// their input from the whole region, so the network sees the image beyond
+// the box's faces as context rather than padding; only the region's own
+// edge is padded. Windows are spread evenly over the box (Tiling.Overlap is
+// the least overlap) and blended as in Predict. keep, when not nil, says
+// which outputs to return (nil for the others): outputs not wanted cost no
+// memory.
+func PredictBox(ctx context.Context, r Runner, x []float32, dims [3]int, box Box, t Tiling, keep []bool) ([][]float32, error) {
 	if len(x) != dims[0]*dims[1]*dims[2] {
 		return nil, fmt.Errorf("infer: region has %d values, want %v", len(x), dims)
+	}
+	for a := range 3 {
+		if box.Min[a] < 0 || box.Max[a] > dims[a] || box.Min[a] >= box.Max[a] {
+			return nil, fmt.Errorf("infer: box %v outside the region %v", box, dims)
+		}
 	}
 	if t.Multiple < 1 {
 		t.Multiple = 1
@@ -46,46 +75,62 @@ func Predict(ctx context.Context, r Runner, x []float32, dims [3]int, t Tiling) 
 	if single == ([3]int{}) {
 		single = t.Window
 	}
-	fits := true
+	// A box that fits Single runs as one input (the box rounded up to the
+	// multiple, with what lies beyond it as context); with no Single set,
+	// only the whole region does, and a smaller box runs as windows of the
+	// usual size around it, with context, so that the network sees what it
+	// was trained on.
+	bs := box.Size()
+	fits := t.Single != ([3]int{}) || bs == dims
 	for a := range 3 {
-		if roundUp(dims[a], t.Multiple) > roundUp(single[a], t.Multiple) {
+		if roundUp(bs[a], t.Multiple) > roundUp(single[a], t.Multiple) {
 			fits = false
 		}
 	}
+	var (
+		starts [3][]int
+		win    [3]int
+		weight [3][]float32
+	)
 	if fits {
-		var size [3]int
 		for a := range 3 {
-			size[a] = roundUp(dims[a], t.Multiple)
+			win[a] = roundUp(bs[a], t.Multiple)
+			starts[a] = []int{box.Min[a]}
+			weight[a] = make([]float32, win[a])
+			for i := range weight[a] {
+				weight[a][i] = 1
+			}
 		}
-		return runPadded(ctx, r, x, dims, [3]int{}, size, t.Pad)
-	}
-	for a := range 3 {
-		if t.Window[a] <= 0 || t.Window[a]%t.Multiple != 0 || t.Overlap >= t.Window[a] || t.Overlap < 0 {
-			return nil, fmt.Errorf("infer: bad tiling: window %v, overlap %d, multiple %d", t.Window, t.Overlap, t.Multiple)
+	} else {
+		for a := range 3 {
+			if t.Window[a] <= 0 || t.Window[a]%t.Multiple != 0 || t.Overlap >= t.Window[a] || t.Overlap < 0 {
+				return nil, fmt.Errorf("infer: bad tiling: window %v, overlap %d, multiple %d", t.Window, t.Overlap, t.Multiple)
+			}
+			starts[a] = EvenStarts(box.Min[a], box.Max[a], dims[a], t.Window[a], t.Overlap)
 		}
+		win, weight = t.Window, gaussianWindow(t.Window)
 	}
-	var starts [3][]int
-	for a := range 3 {
-		starts[a] = WindowStarts(dims[a], t.Window[a], t.Window[a]-t.Overlap)
-	}
-	weight := gaussianWindow(t.Window)
-	n := dims[0] * dims[1] * dims[2]
+	n := box.Len()
 	var acc [][]float32
 	norm := make([]float32, n)
 	for _, z := range starts[0] {
 		for _, y := range starts[1] {
 			for _, xs := range starts[2] {
-				out, err := runPadded(ctx, r, x, dims, [3]int{z, y, xs}, t.Window, t.Pad)
+				s := [3]int{z, y, xs}
+				out, err := runPadded(ctx, r, x, dims, s, win, t.Pad)
 				if err != nil {
 					return nil, err
 				}
+				e := windowLen(win, dims, s)
 				if acc == nil {
 					acc = make([][]float32, len(out))
 					for o := range out {
-						acc[o] = make([]float32, len(out[o])/windowLen(t.Window, dims, [3]int{z, y, xs})*n)
+						if keep == nil || (o < len(keep) && keep[o]) {
+							acc[o] = make([]float32, len(out[o])/e*n)
+						}
 					}
 				}
-				accumulate(acc, norm, out, weight, dims, t.Window, [3]int{z, y, xs})
+				accumulate(acc, norm, out, weight, dims, win, s, box)
 			}
 		}
 	}
@@ -99,6 +144,26 @@ func Predict(ctx context.Context, r Runner, x []float32, dims [3]int, t Tiling) 
 		}
 	}
 	return acc, nil
+}
+
+// EvenStarts places windows of size w to cover [lo, hi) of an axis of
+// length n: as few as keep at least overlap voxels between neighbours,
+// spread evenly so that the overlaps are equal (to a voxel) instead of the
+// last window taking all the slack. A span shorter than w gets one window
+// centred on it, shifted to stay inside the axis (and at 0 when the axis is
+// shorter than w).
+func EvenStarts(lo, hi, n, w, overlap int) []int {
+	l := hi - lo
+	if l <= w {
+		return []int{max(min(lo-(w-l)/2, n-w), 0)}
+	}
+	c := (l - overlap + (w - overlap) - 1) / (w - overlap)
+	c = max(c, 2)
+	s := make([]int, c)
+	for i := range c {
+		s[i] = lo + int(math.Round(float64(i*(l-w))/float64(c-1)))
+	}
+	return s
 }
 
 func roundUp(n, m int) int { return (n + m - 1) / m * m }
@@ -193,29 +258,39 @@ func gaussianWindow(win [3]int) [3][]float32 {
 	return g
 }
 
-// accumulate adds one window's cropped outputs, weighted, into acc and the
-// weights into norm.
-func accumulate(acc [][]float32, norm []float32, out [][]float32, g [3][]float32, dims, win, start [3]int) {
-	var ext [3]int
+// accumulate adds the part inside box of one window's cropped outputs,
+// weighted, into acc (box-sized; nil outputs are skipped) and the weights
+// into norm.
+func accumulate(acc [][]float32, norm []float32, out [][]float32, g [3][]float32, dims, win, start [3]int, box Box) {
+	var ext, lo, hi [3]int
 	for a := range 3 {
 		ext[a] = min(win[a], dims[a]-start[a])
+		lo[a] = max(box.Min[a]-start[a], 0)
+		hi[a] = min(box.Max[a]-start[a], ext[a])
+		if lo[a] >= hi[a] {
+			return
+		}
 	}
-	n := dims[0] * dims[1] * dims[2]
+	bs := box.Size()
+	n := bs[0] * bs[1] * bs[2]
 	e := ext[0] * ext[1] * ext[2]
-	for z := range ext[0] {
-		for y := range ext[1] {
+	for z := lo[0]; z < hi[0]; z++ {
+		for y := lo[1]; y < hi[1]; y++ {
 			wzy := g[0][z] * g[1][y]
-			row := ((start[0]+z)*dims[1]+start[1]+y)*dims[2] + start[2]
-			for x := range ext[2] {
+			row := ((start[0]+z-box.Min[0])*bs[1]+start[1]+y-box.Min[1])*bs[2] + start[2] - box.Min[2]
+			for x := lo[2]; x < hi[2]; x++ {
 				norm[row+x] += wzy * g[2][x]
 			}
 			for o := range out {
+				if acc[o] == nil {
+					continue
+				}
 				c := len(out[o]) / e
 				for ch := range c {
 					src := out[o][ch*e+(z*ext[1]+y)*ext[2]:]
-					dst := acc[o][ch*n+row:]
-					for x := range ext[2] {
-						dst[x] += wzy * g[2][x] * src[x]
+					dst := acc[o][ch*n : (ch+1)*n]
+					for x := lo[2]; x < hi[2]; x++ {
+						dst[row+x] += wzy * g[2][x] * src[x]
 					}
 				}
 			}

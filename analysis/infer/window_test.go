@@ -108,3 +108,77 @@ func TestPredictErrors(t *testing.T) {
 		t.Error("cancelled context ignored")
 	}
 }
+
+func TestEvenStarts(t *testing.T) {
+	tests := []struct {
+		lo, hi, n, w, overlap int
+		want                  []int
+	}{
+		{0, 5, 5, 8, 2, []int{0}},             // axis shorter than a window
+		{10, 14, 40, 8, 2, []int{8}},          // centred on a short span
+		{0, 4, 40, 8, 2, []int{0}},            // …kept inside the axis
+		{36, 40, 40, 8, 2, []int{32}},         //
+		{0, 20, 20, 8, 3, []int{0, 4, 8, 12}}, // equal overlaps of 4
+		{0, 242, 242, 64, 25, []int{0, 36, 71, 107, 142, 178}},
+		{0, 242, 242, 64, 12, []int{0, 45, 89, 134, 178}},
+		{0, 242, 242, 64, 0, []int{0, 59, 119, 178}},
+		{30, 150, 242, 64, 8, []int{30, 86}}, // a box: windows inside it
+	}
+	for _, tt := range tests {
+		got := EvenStarts(tt.lo, tt.hi, tt.n, tt.w, tt.overlap)
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("EvenStarts(%d, %d, %d, %d, %d) = %v, want %v", tt.lo, tt.hi, tt.n, tt.w, tt.overlap, got, tt.want)
+			continue
+		}
+		for i := 1; i < len(got); i++ {
+			if ov := got[i-1] + tt.w - got[i]; ov < tt.overlap {
+				t.Errorf("EvenStarts(%d, %d, %d, %d, %d): overlap %d at window %d", tt.lo, tt.hi, tt.n, tt.w, tt.overlap, ov, i)
+			}
+		}
+		if got[0] > tt.lo && tt.hi-tt.lo > tt.w || got[len(got)-1]+tt.w < min(tt.hi, tt.n) {
+			t.Errorf("EvenStarts(%d, %d, %d, %d, %d) = %v leaves voxels uncovered", tt.lo, tt.hi, tt.n, tt.w, tt.overlap, got)
+		}
+	}
+}
+
+// TestPredictBoxMatchesPointwise checks that a box's outputs are the
+// region's at the box's voxels, that unwanted outputs are dropped, and that
+// windows read context from beyond the box.
+func TestPredictBoxMatchesPointwise(t *testing.T) {
+	dims := [3]int{20, 30, 17}
+	n := dims[0] * dims[1] * dims[2]
+	x := make([]float32, n)
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	for _, box := range []Box{
+		{Min: [3]int{3, 4, 5}, Max: [3]int{19, 29, 12}},
+		{Min: [3]int{8, 8, 8}, Max: [3]int{10, 11, 12}}, // smaller than a window
+	} {
+		net := &pointwise{multiple: 4}
+		out, err := PredictBox(context.Background(), net, x, dims, box, Tiling{Window: [3]int{8, 8, 8}, Overlap: 2, Multiple: 4}, []bool{true, false})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[1] != nil || len(out[0]) != box.Len() {
+			t.Fatalf("box %v: outputs of %d and %d values", box, len(out[0]), len(out[1]))
+		}
+		bs := box.Size()
+		for z := range bs[0] {
+			for y := range bs[1] {
+				for xx := range bs[2] {
+					v := x[((box.Min[0]+z)*dims[1]+box.Min[1]+y)*dims[2]+box.Min[2]+xx]
+					if got := out[0][(z*bs[1]+y)*bs[2]+xx]; math.Abs(float64(got-(2*v+1))) > 1e-5 {
+						t.Fatalf("box %v voxel %v: %g, want %g", box, [3]int{z, y, xx}, got, 2*v+1)
+					}
+				}
+			}
+		}
+		for _, s := range net.shapes {
+			if s != [3]int{8, 8, 8} {
+				t.Errorf("box %v: window %v, want 8³ (context, not padding)", box, s)
+			}
+		}
+	}
+}

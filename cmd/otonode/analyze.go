@@ -27,7 +27,7 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	largest := fs.Bool("largest-component", false, "keep only the largest connected component of each ear's segmentation (default: as the model's manifest says)")
 	raw := fs.Bool("raw", false, "the network's own output: no post-processing the manifest asks for (the paper's protocol)")
 	ttaSet := fs.String("tta", "", "comma-separated TTA transforms (identity,i90,…,k270); default all 10")
-	focusedTTA := fs.Bool("focused-tta", false, "fast mode: TTA passes after the first only around what it found (lowers the uncertainty score; see analysis.Options.FocusedTTA)")
+	ttaFlags := addTTAFlags(fs)
 	noDICOM := fs.Bool("no-dicom", false, "do not write the DICOM SEG and SR")
 	quiet := fs.Bool("quiet", false, "no progress")
 	fs.Usage = func() {
@@ -47,7 +47,8 @@ func runAnalyze(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *model == "" {
 		return fmt.Errorf("%w: no model: give --model or set OTONODE_MODEL", errUsage)
 	}
-	opts := analysis.Options{LargestComponent: *largest, Raw: *raw, FocusedTTA: *focusedTTA}
+	opts := analysis.Options{LargestComponent: *largest, Raw: *raw}
+	ttaFlags.apply(&opts)
 	if *ttaSet != "" {
 		if opts.TTA, err = tta.ByName(strings.Split(*ttaSet, ",")); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
@@ -138,4 +139,25 @@ func stageProgress(w io.Writer) func(stage string, done, total int) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// ttaFlags are the flags that say where the TTA passes run and how the
+// region is tiled (analysis.Options).
+type ttaFlags struct {
+	full           *bool
+	overlap, scout *int
+	slackMM        *float64
+}
+
+func addTTAFlags(fs *flag.FlagSet) ttaFlags {
+	return ttaFlags{
+		full:    fs.Bool("full-tta", false, "every TTA pass over the whole region of interest (the paper's protocol); default: a first pass finds the inner ear and the TTA passes run on the box around it"),
+		overlap: fs.Int("overlap", 0, "least overlap of the TTA passes' windows in voxels; 0: the manifest's, -1: none"),
+		scout:   fs.Int("scout-overlap", 0, "least overlap of the first pass's windows in voxels"),
+		slackMM: fs.Float64("focus-slack-mm", 0, "margin of the analysed box beyond the uncertainty score's, in mm; 0: the default"),
+	}
+}
+
+func (f ttaFlags) apply(o *analysis.Options) {
+	o.FullTTA, o.Overlap, o.ScoutOverlap, o.FocusSlackMM = *f.full, *f.overlap, *f.scout, *f.slackMM
 }

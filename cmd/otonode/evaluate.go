@@ -27,6 +27,7 @@ func runEvaluate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	largest := fs.Bool("largest-component", false, "keep only the largest connected component of each ear's segmentation (default: as the model's manifest says)")
 	raw := fs.Bool("raw", false, "the network's own output: no post-processing the manifest asks for (the paper's protocol)")
 	ttaSet := fs.String("tta", "", "comma-separated TTA transforms; default all 10")
+	ttaFlags := addTTAFlags(fs)
 	format := fs.String("format", "table", "output: table (summaries), csv (one row per case) or json (both)")
 	by := fs.String("by", "variant", "group summaries by: variant or split")
 	limit := fs.Int("limit", 0, "evaluate at most this many cases (0: all)")
@@ -64,6 +65,7 @@ func runEvaluate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		cases = cases[:*limit]
 	}
 	opts := analysis.Options{LargestComponent: *largest, Raw: *raw}
+	ttaFlags.apply(&opts)
 	if *ttaSet != "" {
 		if opts.TTA, err = tta.ByName(strings.Split(*ttaSet, ",")); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
