@@ -453,7 +453,8 @@ func readData[T volume.Scalar](r io.Reader, order binary.ByteOrder, dt int16, sl
 		if err := dec.Decode(out[off:off+n], b); err != nil {
 			var ve *volume.ValueError
 			if errors.As(err, &ve) {
-				return fmt.Errorf("nifti: voxel %d value %v does not fit %v", off+ve.Index, ve.Value, ve.Kind)
+				ve.Index += off
+				return fmt.Errorf("nifti: voxel %d: %w", ve.Index, ve)
 			}
 			return err
 		}

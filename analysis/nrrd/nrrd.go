@@ -392,7 +392,8 @@ func readBinary[T volume.Scalar](r io.Reader, order binary.ByteOrder, typ string
 		if err := dec.Decode(out[off:off+n], b); err != nil {
 			var ve *volume.ValueError
 			if errors.As(err, &ve) {
-				return fmt.Errorf("nrrd: voxel %d value %v does not fit %v", off+ve.Index, ve.Value, ve.Kind)
+				ve.Index += off
+				return fmt.Errorf("nrrd: voxel %d: %w", ve.Index, ve)
 			}
 			return err
 		}
@@ -438,7 +439,7 @@ func readASCII[T volume.Scalar](r io.Reader, out []T) error {
 				return fmt.Errorf("%w: ascii value %q", ErrFormat, w)
 			}
 			if isInt && (x != math.Trunc(x) || x < lo || x > hi) {
-				return fmt.Errorf("nrrd: voxel %d value %v does not fit %v", i, x, kind)
+				return fmt.Errorf("nrrd: voxel %d: %w", i, &volume.ValueError{Index: i, Value: x, Kind: kind})
 			}
 			if i < len(out) {
 				out[i] = T(x)

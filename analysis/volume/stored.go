@@ -36,7 +36,7 @@ func (s Stored) Size() int {
 // ValueError reports a value that does not fit the voxel type: an integer
 // type needs an integral value within its range.
 type ValueError struct {
-	Index int // of the value in the call's dst
+	Index int // of the value in dst (a reader may add its offset in the volume)
 	Value float64
 	Kind  reflect.Kind // of the voxel type
 }
