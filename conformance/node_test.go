@@ -28,17 +28,37 @@ type serveOptions struct {
 	dsn           string
 	pacs          *orthanc
 	model, ortLib string
+	// tta is worker.tta (default testTTA).
+	tta string
+	// pacsPort, when set, replaces the PACS's DICOM port as the export
+	// destination's (a proxy in front of it).
+	pacsPort int
+	// objects is the destination's objects setting (default results).
+	objects string
+	// worker and export are YAML lines added to those sections, each
+	// indented by two spaces.
+	worker, export []string
 }
 
 // serveProc is a running `otonode serve`.
 type serveProc struct {
 	bin       string
 	config    string // its YAML file
+	dir       string // its folder: configuration, logs, data
+	ortLib    string
 	aet       string
 	dicomPort int
 	httpAddr  string
 	natsURL   string
 	topology  events.Topology
+
+	// Of the latest launch: the process, closed when it has exited, and
+	// its log file.
+	proc    *os.Process
+	exited  chan struct{}
+	logPath string
+	// launches counts the starts, to name each one's log.
+	launches int
 }
 
 func buildOtonode(t *testing.T) string {
@@ -131,8 +151,25 @@ func startServe(t *testing.T, bin string, o serveOptions) *serveProc {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "otonode.yaml")
-	p := &serveProc{bin: bin, aet: "OTONODE", config: path, dicomPort: freePort(t), httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		topology: events.Topology{Prefix: "e2e" + testenv.RandHex(3)}}
+	p := &serveProc{bin: bin, aet: "OTONODE", config: path, dir: dir, ortLib: o.ortLib, dicomPort: freePort(t),
+		httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), topology: events.Topology{Prefix: "e2e" + testenv.RandHex(3)}}
+	tta, objects, pacsPort := o.tta, o.objects, o.pacsPort
+	if tta == "" {
+		tta = testTTA
+	}
+	if objects == "" {
+		objects = "results"
+	}
+	if pacsPort == 0 {
+		pacsPort = o.pacs.dicomPort
+	}
+	extra := func(lines []string) string {
+		var b strings.Builder
+		for _, l := range lines {
+			b.WriteString("\n  " + l)
+		}
+		return b.String()
+	}
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	p.natsURL = "nats://" + natsAddr
 	cfg := fmt.Sprintf(`data_dir: %s
@@ -155,20 +192,20 @@ worker:
   model: %s
   ort_lib: %s
   tta: %s
-  restart_delay: 200ms
+  restart_delay: 200ms%s
 export:
-  poll_interval: 200ms
+  poll_interval: 200ms%s
   destinations:
     pacs:
       ae_title: %s
       host: 127.0.0.1
       port: %d
-      objects: results
+      objects: %s
       allow_not_for_diagnosis: true
 log:
   level: debug
 `, filepath.Join(dir, "data"), o.dsn, p.aet, p.dicomPort, p.httpAddr, natsAddr, p.topology.Prefix,
-		o.model, o.ortLib, testTTA, o.pacs.aet, o.pacs.dicomPort)
+		o.model, o.ortLib, tta, extra(o.worker), extra(o.export), o.pacs.aet, pacsPort, objects)
 	if err := os.WriteFile(p.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -176,23 +213,28 @@ log:
 }
 
 // launchServe runs `otonode serve --config p.config` until the test ends,
-// logging to dir/serve.log, and waits until it is ready.
+// logging to dir/serve-N.log, and waits until it is ready. A node the test
+// killed is launched again the same way.
 func launchServe(t *testing.T, p *serveProc, dir, ortLib string) *serveProc {
 	t.Helper()
-	logPath := filepath.Join(dir, "serve.log")
+	p.dir, p.ortLib = dir, ortLib
+	p.launches++
+	logPath := filepath.Join(p.dir, fmt.Sprintf("serve-%d.log", p.launches))
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(p.bin, "serve", "--config", p.config)
-	cmd.Env = append(os.Environ(), "ORT_LIB="+ortLib)
+	cmd.Env = append(os.Environ(), "ORT_LIB="+p.ortLib)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	done := make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(done) }()
+	p.proc, p.exited, p.logPath = cmd.Process, done, logPath
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -205,7 +247,7 @@ func launchServe(t *testing.T, p *serveProc, dir, ortLib string) *serveProc {
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			t.Logf("otonode serve log (tail):\n%s", tail(string(b), 12000))
+			t.Logf("otonode serve log %s (tail):\n%s", filepath.Base(logPath), tail(string(b), 12000))
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
