@@ -35,7 +35,7 @@ def _train(a) -> int:
     last = trainer.run()
     if a.export and trainer.iteration >= cfg.iterations:
         export_checkpoint(os.path.join(a.out, "best.pt"), a.out, name=a.name, calibrate=a.calibrate,
-                          calibrate_window=a.calibrate_window or None)
+                          calibrate_window=a.calibrate_window or None, largest_component=a.largest_component)
     print(json.dumps(last, allow_nan=False))
     return 0
 
@@ -43,9 +43,34 @@ def _train(a) -> int:
 def _export(a) -> int:
     from .export import export_checkpoint
 
+    scores = None
+    if a.scores:
+        with open(a.scores) as f:
+            scores = json.load(f)
     export_checkpoint(a.checkpoint, a.out, name=a.name, window=a.window, overlap=a.overlap,
-                      calibrate=a.calibrate, calibrate_data=a.data, calibrate_window=a.calibrate_window or None,
-                      synthetic=a.synthetic, intended_use=a.intended_use)
+                      calibrate=a.calibrate and scores is None, calibrate_data=a.data,
+                      calibrate_window=a.calibrate_window or None, synthetic=a.synthetic,
+                      intended_use=a.intended_use, largest_component=a.largest_component,
+                      postprocessing_note=a.postprocessing_note, scores=scores, history=a.history)
+    return 0
+
+
+def _scores(a) -> int:
+    from .export import scores_from_reports
+
+    pairs = []
+    for arg in a.reports:
+        group, sep, path = arg.partition("=")
+        if not sep or not group or not path:
+            raise ValueError(f"want GROUP=REPORT.json, got {arg!r}")
+        pairs.append((group, path))
+    doc = scores_from_reports(pairs, source=a.source)
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -114,6 +139,8 @@ def main(argv=None) -> int:
     t.add_argument("--calibrate", type=_bool, default=True,
                    help="calibrate the uncertainty flag threshold by TTA on the validation cases at export")
     t.add_argument("--calibrate-window", type=int, default=0, help="TTA window for calibration (0: --window)")
+    t.add_argument("--largest-component", type=_bool, default=False,
+                   help="the exported manifest asks the analysis to keep each ear's largest connected component")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("export", help="checkpoint -> ONNX + manifest")
@@ -127,7 +154,22 @@ def main(argv=None) -> int:
     e.add_argument("--data", default=None, help="dataset for calibration (default: the one trained on)")
     e.add_argument("--synthetic", type=_bool, default=True, help="trained on synthetic phantoms")
     e.add_argument("--intended-use", default=None, help="the statement for users (required with --synthetic false)")
+    e.add_argument("--largest-component", type=_bool, default=False,
+                   help="the manifest asks the analysis to keep each ear's largest connected component")
+    e.add_argument("--postprocessing-note", default=None, help="why (the figures it was measured with)")
+    e.add_argument("--scores", default=None,
+                   help="JSON of TTA uncertainty scores measured by the Go analysis ({source, cases: [{case, group, "
+                        "score}]}): the flag threshold comes from the 'normal' group (replaces --calibrate)")
+    e.add_argument("--history", action="append", default=None,
+                   help="a line for training.history (repeatable): how the run really went")
     e.set_defaults(func=_export)
+
+    s = sub.add_parser("scores", help="collect TTA uncertainty scores from `otonode analyze` reports "
+                       "into the JSON that export --scores reads")
+    s.add_argument("reports", nargs="+", help="GROUP=path/report.json (group: normal, mild, moderate, ...)")
+    s.add_argument("--source", default="", help="how the reports were made (command, commit, machine)")
+    s.add_argument("--out", default="", help="write here instead of stdout")
+    s.set_defaults(func=_scores)
 
     b = sub.add_parser("bench", help="PyTorch CPU time of one forward pass")
     b.add_argument("--preset", default="small", choices=sorted(PRESETS))

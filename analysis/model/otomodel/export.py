@@ -57,9 +57,82 @@ def export_onnx(net: BiHeadedUNet, path: str, example_size: int = 0) -> None:
     os.replace(tmp, path)
 
 
+POSTPROCESSING_NOTE = {
+    True: ("keep each ear's largest 26-connected component of the thresholded segmentation, and take each "
+           "landmark within 1.5 mm of it; the node and `otonode analyze` apply it, `--raw` measures the "
+           "network alone"),
+    False: "none: the thresholded network output is the segmentation (the paper's protocol)",
+}
+
+
+def postprocessing(largest_component: bool, note: Optional[str] = None) -> dict:
+    """The manifest's postprocessing block: what the analysis does to the
+    network's output, and with which the model's figures were measured."""
+    out = {"largest_component": bool(largest_component), "description": POSTPROCESSING_NOTE[bool(largest_component)]}
+    if note:
+        out["note"] = note
+    return out
+
+
+def scores_from_reports(pairs, source: str = "") -> dict:
+    """[(group, path of an `otonode analyze` report.json)] -> the document
+    uncertainty_from_scores reads: one case per analysed ear (its TTA score,
+    volume and flag); a report without ears (no inner ear found, not
+    analysable) is kept under "not_analysed" with its status and reason."""
+    cases, skipped = [], []
+    for group, path in pairs:
+        with open(path) as f:
+            rep = json.load(f)
+        name = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        ears = rep.get("ears") or []
+        if not ears:
+            skipped.append({"case": name, "group": group, "status": rep.get("status"), "reason": rep.get("reason")})
+        for i, e in enumerate(ears):
+            flag = e.get("flag") or {}
+            cases.append({"case": name if len(ears) == 1 else f"{name}/{i + 1}", "group": group,
+                          "laterality": e.get("laterality"), "score": e.get("uncertainty"),
+                          "volume_mm3": e.get("volume_mm3"), "flagged": bool(flag.get("raised")),
+                          "flag_reason": flag.get("reason"),
+                          "tta": (e.get("analysed_region") or {}).get("tta")})
+    return {"source": source, "cases": cases, "not_analysed": skipped}
+
+
+def uncertainty_from_scores(doc: dict, margin_mm: float = 1.0, group: str = "normal") -> dict:
+    """The manifest's uncertainty block from TTA scores measured elsewhere
+    (the Go analysis: `otonode analyze` on phantoms of known kind). doc is
+    {"source": str, "cases": [{"case": str, "group": str, "score": float, ...}]};
+    the flag threshold comes from the cases of `group` by flag_threshold's
+    rule, and every group's median is kept with its ratio to that group's
+    median, so the manifest says how far the score separates them."""
+    from .infer import SCORE_DEFINITION, flag_threshold
+
+    cases = doc.get("cases") or []
+    for c in cases:
+        if not isinstance(c.get("score"), (int, float)) or isinstance(c.get("score"), bool) \
+                or not math.isfinite(c["score"]) or c["score"] < 0:
+            raise ValueError(f"calibration case {c.get('case')!r}: score must be a finite number >= 0")
+    normal = [float(c["score"]) for c in cases if c.get("group") == group]
+    if not normal:
+        raise ValueError(f"calibration: no case of group {group!r}")
+    ref = float(np.median(normal))
+    groups = {}
+    for g in dict.fromkeys(c.get("group") for c in cases):
+        s = [float(c["score"]) for c in cases if c.get("group") == g]
+        med = float(np.median(s))
+        groups[str(g)] = {"n": len(s), "median": med, "min": min(s), "max": max(s),
+                          "ratio_to_normal_median": (med / ref) if ref > 0 else None}
+    return {"score": SCORE_DEFINITION, "margin_mm": float(doc.get("margin_mm", margin_mm)),
+            "flag_threshold": flag_threshold(normal),
+            "calibration": {"source": doc.get("source", ""), "reference_group": group,
+                            "rule": f"max(3 x median, 1.2 x max) of the {group} cases' scores",
+                            "median": ref, "groups": groups, "cases": cases}}
+
+
 def build_manifest(state: dict, onnx_path: str, *, name: str, window: int, overlap: int,
                    threshold: float = 0.5, uncertainty: Optional[dict] = None,
-                   synthetic: bool = True, intended_use: Optional[str] = None) -> dict:
+                   synthetic: bool = True, intended_use: Optional[str] = None,
+                   largest_component: bool = False, postprocessing_note: Optional[str] = None,
+                   history: Optional[list] = None) -> dict:
     net_cfg = state["network"]
     tc = state.get("train_config", {})
     mult = 2 ** (len(net_cfg["widths"]) - 1)
@@ -102,9 +175,15 @@ def build_manifest(state: dict, onnx_path: str, *, name: str, window: int, overl
                 "rotation": ("numpy.rot90(x, k, axes=plane) on the [D,H,W] array; undo with -k; the "
                              "result is the voxel-wise mean, the uncertainty map the voxel-wise std")},
         "uncertainty": unc,
+        "postprocessing": postprocessing(largest_component, postprocessing_note),
         "plausible_volume_mm3": {"min": pv.get("min_mm3"), "max": pv.get("max_mm3"),
                                  "per": "ear", "training_min": pv.get("training_min_mm3"),
-                                 "training_max": pv.get("training_max_mm3")},
+                                 "training_max": pv.get("training_max_mm3"),
+                                 "rule": ("{0} x the smallest and {1} x the largest foreground volume per ear of "
+                                          "the training labels").format(*(pv.get("factors") or ["?", "?"])),
+                                 "use": ("an ear whose predicted volume falls outside is flagged: a scan "
+                                         "without an inner ear, or a failed segmentation, which the TTA "
+                                         "spread cannot catch")},
         "architecture": {"kind": "bi-headed 3D U-Net (Stebani et al. 2023)", **net_cfg,
                          "preset": tc.get("preset"), "parameters": count_parameters(net),
                          "deep_supervision": "training only (not in the exported graph)"},
@@ -114,7 +193,8 @@ def build_manifest(state: dict, onnx_path: str, *, name: str, window: int, overl
                      "wall_time_s": round(float(state.get("wall_s", 0.0)), 1),
                      "config": tc, "heatmap_schedule": state.get("heatmap_schedule"),
                      "augmentation": state.get("augment"), "torch_version": state.get("torch_version"),
-                     "device": state.get("device"), "best_validation_score": _finite(state.get("best_score"))},
+                     "device": state.get("device"), "best_validation_score": _finite(state.get("best_score")),
+                     **({"history": list(history)} if history else {})},
     }
 
 
@@ -143,10 +223,13 @@ def export_checkpoint(checkpoint: str, out_dir: str, name: str = "otonode-inner-
                       uncertainty: Optional[dict] = None, onnx_name: str = "model.onnx",
                       calibrate_data: Optional[str] = None, calibrate: bool = False,
                       calibrate_window: Optional[int] = None, synthetic: bool = True,
-                      intended_use: Optional[str] = None) -> str:
+                      intended_use: Optional[str] = None, largest_component: bool = False,
+                      postprocessing_note: Optional[str] = None, scores: Optional[dict] = None,
+                      history: Optional[list] = None) -> str:
     """checkpoint (best.pt or checkpoint.pt) -> out_dir/model.onnx + model.json.
     With calibrate, the uncertainty flag threshold comes from TTA on the
-    validation cases. Returns the manifest's path."""
+    validation cases; with scores (see uncertainty_from_scores), from scores
+    measured by the Go analysis instead. Returns the manifest's path."""
     from .train import load_checkpoint
 
     state = load_checkpoint(checkpoint)
@@ -158,6 +241,8 @@ def export_checkpoint(checkpoint: str, out_dir: str, name: str = "otonode-inner-
     if os.path.exists(last) and os.path.abspath(last) != os.path.abspath(checkpoint):
         run = load_checkpoint(last)
         state["iteration"], state["wall_s"] = run.get("iteration", 0), run.get("wall_s", 0.0)
+    if scores is not None and uncertainty is None:
+        uncertainty = uncertainty_from_scores(scores)
     if calibrate and uncertainty is None:
         uncertainty = calibrate_uncertainty(state, calibrate_data, calibrate_window)
     window = window or int(tc.get("window") or tc.get("chunk") or 128)
@@ -170,7 +255,8 @@ def export_checkpoint(checkpoint: str, out_dir: str, name: str = "otonode-inner-
     if not synthetic and not intended_use:
         raise ValueError("a model trained on real data needs an intended-use statement (--intended-use)")
     man = build_manifest(state, onnx_path, name=name, window=window, overlap=overlap, uncertainty=uncertainty,
-                         synthetic=synthetic, intended_use=intended_use)
+                         synthetic=synthetic, intended_use=intended_use, largest_component=largest_component,
+                         postprocessing_note=postprocessing_note, history=history)
     validate(man)
     man_path = os.path.splitext(onnx_path)[0] + ".json"
     with open(man_path + ".tmp", "w") as f:

@@ -141,6 +141,9 @@ def validate(m: dict) -> None:
     hi = _req(m, "plausible_volume_mm3.max", num, errs)
     if lo is not None and hi is not None and not 0 <= lo < hi:
         errs.append("plausible_volume_mm3 must have 0 <= min < max")
+    pp = m.get("postprocessing")
+    if pp is not None and (not isinstance(pp, dict) or not isinstance(pp.get("largest_component"), bool)):
+        errs.append("postprocessing.largest_component must be true or false")
     _req(m, "architecture", dict, errs)
     _req(m, "training.command", str, errs)
     _req(m, "training.data", dict, errs)

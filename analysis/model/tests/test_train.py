@@ -224,3 +224,111 @@ def test_fine_tune_starts_from_an_exported_model(dataset, tmp_path):
     assert t.schedule.at(0, 10) == t.schedule.at(9, 10) == (100.0, 2.0)
     with pytest.raises(ValueError):
         Trainer(_cfg(dataset, str(tmp_path / "bad"), preset="small", init=os.path.join(out, "model.onnx")))
+
+
+def test_export_writes_postprocessing_and_volume_range(dataset, tmp_path):
+    """The manifest names its post-processing (the Go analysis reads
+    postprocessing.largest_component) and the plausible volume range, with
+    no editing by hand."""
+    out = str(tmp_path / "run")
+    Trainer(_cfg(dataset, out, iterations=1)).run()
+    plain = json.load(open(export_checkpoint(os.path.join(out, "best.pt"), out)))
+    validate(plain)
+    assert plain["postprocessing"]["largest_component"] is False
+    p = export_checkpoint(os.path.join(out, "best.pt"), out, largest_component=True,
+                          postprocessing_note="measured with it", history=["first line", "second line"])
+    m = json.load(open(p))
+    validate(m)
+    assert m["postprocessing"]["largest_component"] is True and m["postprocessing"]["note"] == "measured with it"
+    assert "largest" in m["postprocessing"]["description"]
+    assert m["training"]["history"] == ["first line", "second line"]
+    pv = m["plausible_volume_mm3"]
+    assert pv["min"] == pytest.approx(0.5 * pv["training_min"]) and pv["max"] == pytest.approx(1.5 * pv["training_max"])
+    assert "0.5" in pv["rule"] and "1.5" in pv["rule"]
+    # A volume far outside the training labels' falls outside the range.
+    assert not pv["min"] <= 0.0 <= pv["max"] and not pv["min"] <= 10 * pv["training_max"] <= pv["max"]
+
+
+@pytest.mark.parametrize("value", ["yes", 1])
+def test_manifest_validation_rejects_a_non_bool_largest_component(value):
+    m = copy.deepcopy(_good_manifest())
+    m["postprocessing"] = {"largest_component": True}
+    validate(m)
+    m["postprocessing"]["largest_component"] = value
+    with pytest.raises(ManifestError, match="postprocessing"):
+        validate(m)
+
+
+def test_export_takes_scores_measured_by_the_go_analysis(dataset, tmp_path):
+    out = str(tmp_path / "run")
+    Trainer(_cfg(dataset, out, iterations=1)).run()
+    scores = {"source": "otonode analyze, commit x", "cases": [
+        {"case": "n1", "group": "normal", "score": 0.01}, {"case": "n2", "group": "normal", "score": 0.02},
+        {"case": "n3", "group": "normal", "score": 0.03}, {"case": "m1", "group": "moderate", "score": 0.08}]}
+    m = json.load(open(export_checkpoint(os.path.join(out, "best.pt"), out, scores=scores, calibrate=True)))
+    validate(m)
+    u = m["uncertainty"]
+    # max(3 x median 0.02, 1.2 x max 0.03) = 0.06: above every normal case.
+    assert u["flag_threshold"] == pytest.approx(0.06)
+    assert u["calibration"]["source"] == "otonode analyze, commit x" and len(u["calibration"]["cases"]) == 4
+    g = u["calibration"]["groups"]
+    assert g["normal"]["median"] == pytest.approx(0.02) and g["moderate"]["ratio_to_normal_median"] == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="normal"):
+        export_checkpoint(os.path.join(out, "best.pt"), out, scores={"cases": [{"case": "m", "group": "mild", "score": 1.0}]})
+    with pytest.raises(ValueError, match="score"):
+        export_checkpoint(os.path.join(out, "best.pt"), out,
+                          scores={"cases": [{"case": "n", "group": "normal", "score": float("nan")}]})
+
+
+def test_scores_from_reports(tmp_path):
+    from otomodel.export import scores_from_reports, uncertainty_from_scores
+
+    def report(name, doc):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "report.json").write_text(json.dumps(doc))
+        return str(d / "report.json")
+
+    ear = {"laterality": "R", "uncertainty": 0.02, "volume_mm3": 170.0, "flag": {"raised": False},
+           "analysed_region": {"tta": "focused"}}
+    a = report("n1", {"status": "done", "ears": [ear]})
+    b = report("m1", {"status": "done", "ears": [dict(ear, uncertainty=0.05, flag={"raised": True, "reason": "r"})]})
+    c = report("neg", {"status": "no-inner-ear", "reason": "no labyrinth", "ears": []})
+    doc = scores_from_reports([("normal", a), ("moderate", b), ("negative", c)], source="test")
+    assert [(x["case"], x["group"], x["score"], x["flagged"]) for x in doc["cases"]] == \
+        [("n1", "normal", 0.02, False), ("m1", "moderate", 0.05, True)]
+    assert doc["not_analysed"] == [{"case": "neg", "group": "negative", "status": "no-inner-ear", "reason": "no labyrinth"}]
+    u = uncertainty_from_scores(doc)
+    assert u["calibration"]["groups"]["moderate"]["ratio_to_normal_median"] == pytest.approx(2.5)
+
+
+def test_cli_export_with_postprocessing_and_scores(dataset, tmp_path):
+    """python -m otomodel scores + export --largest-component --scores: the
+    shipped manifest comes from commands, not from editing by hand."""
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+    out = str(tmp_path / "run")
+    Trainer(_cfg(dataset, out, iterations=1)).run()
+    reps = []
+    for name, group, score in (("a", "normal", 0.01), ("b", "normal", 0.03), ("c", "severe", 0.2)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "report.json").write_text(json.dumps({"status": "done", "ears": [
+            {"laterality": "R", "uncertainty": score, "volume_mm3": 4.0, "flag": {"raised": False}}]}))
+        reps.append(f"{group}={d / 'report.json'}")
+    scores = str(tmp_path / "scores.json")
+    r = subprocess.run([sys.executable, "-m", "otomodel", "scores", "--source", "unit test", "--out", scores] + reps,
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "otomodel", "export", "--checkpoint", os.path.join(out, "best.pt"),
+                        "--out", out, "--largest-component", "true", "--scores", scores,
+                        "--history", "one", "--history", "two"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = json.load(open(os.path.join(out, "model.json")))
+    validate(m)
+    assert m["postprocessing"]["largest_component"] is True
+    assert m["uncertainty"]["flag_threshold"] == pytest.approx(max(3 * 0.02, 1.2 * 0.03))
+    assert m["uncertainty"]["calibration"]["source"] == "unit test"
+    assert m["training"]["history"] == ["one", "two"]
+    bad = subprocess.run([sys.executable, "-m", "otomodel", "scores", "nogroup.json"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "GROUP=" in bad.stderr
