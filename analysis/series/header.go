@@ -1,7 +1,6 @@
 package series
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
@@ -164,7 +163,7 @@ func parseSafely(path string, limit int64, opts ...dicom.ParseOption) (ds dicom.
 		return dicom.Dataset{}, err
 	}
 	defer f.Close()
-	return dicom.Parse(bufio.NewReaderSize(io.LimitReader(f, limit), 1<<16), limit, nil, opts...)
+	return dicom.Parse(io.LimitReader(f, limit), limit, nil, opts...)
 }
 
 // scanHeader reads one file without its pixel data.

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -33,8 +34,10 @@ import (
 type loadStage struct {
 	Name      string  `json:"name"`
 	Seconds   float64 `json:"s"`
+	CPU       float64 `json:"cpu_s"`       // user + system CPU time of the process
 	PeakRSSMB float64 `json:"peak_rss_mb"` // VmHWM during the stage alone, MiB
 	HeapMB    float64 `json:"heap_mb"`     // Go heap in use after the stage, MiB
+	AllocMB   float64 `json:"alloc_mb"`    // allocated during the stage (kept or garbage), MiB
 }
 
 // loadRun is what one child process reports.
@@ -42,8 +45,8 @@ type loadRun struct {
 	Path      string      `json:"path"`
 	Stages    []loadStage `json:"stages"`
 	Seconds   float64     `json:"s"`
-	PeakRSSMB float64     `json:"peak_rss_mb"` // VmHWM over the whole process
-	VolumeMB  float64     `json:"volume_mb"`   // bytes of the volume the path returns
+	PeakRSSMB float64     `json:"peak_rss_mb"` // VmHWM over the whole process, MiB
+	VolumeMB  float64     `json:"volume_mb"`   // size of the volume the path returns, MiB
 }
 
 // loadBenchPaths are the measured paths: the two peers first.
@@ -98,11 +101,11 @@ func TestLoadBench(t *testing.T) {
 	}
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "path\ttotal s\tpeak RSS MB\tvolume MB\tstages (s, peak RSS MB)\n")
+	fmt.Fprintf(tw, "path\ttotal s\tpeak RSS MiB\tvolume MiB\tstages (wall s, CPU s, peak RSS MiB, allocated MiB)\n")
 	for _, r := range runs {
 		var st []string
 		for _, s := range r.Stages {
-			st = append(st, fmt.Sprintf("%s %.2fs %.0fMB", s.Name, s.Seconds, s.PeakRSSMB))
+			st = append(st, fmt.Sprintf("%s %.2fs (CPU %.2fs) peak %.0f alloc %.0f", s.Name, s.Seconds, s.CPU, s.PeakRSSMB, s.AllocMB))
 		}
 		fmt.Fprintf(tw, "%s\t%.2f\t%.0f\t%.0f\t%s\n", r.Path, r.Seconds, r.PeakRSSMB, r.VolumeMB, strings.Join(st, "; "))
 	}
@@ -134,16 +137,19 @@ func runLoadPath(path, dir string) (*loadRun, error) {
 	stage := func(name string, f func() (any, error)) error {
 		runtime.GC()
 		hwm.reset()
-		t0 := time.Now()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		c0, t0 := cpuTime(), time.Now()
 		v, err := f()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		d := time.Since(t0)
+		d, cpu := time.Since(t0), cpuTime()-c0
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		keep = append(keep, v)
-		r.Stages = append(r.Stages, loadStage{Name: name, Seconds: d.Seconds(), PeakRSSMB: hwm.read(), HeapMB: float64(ms.HeapAlloc) / (1 << 20)})
+		r.Stages = append(r.Stages, loadStage{Name: name, Seconds: d.Seconds(), CPU: cpu.Seconds(), PeakRSSMB: hwm.read(), HeapMB: float64(ms.HeapAlloc) / (1 << 20),
+			AllocMB: float64(ms.TotalAlloc-before.TotalAlloc) / (1 << 20)})
 		r.Seconds += d.Seconds()
 		return nil
 	}
@@ -226,4 +232,12 @@ func (p *peakRSS) read() float64 {
 		}
 	}
 	return 0
+}
+
+// cpuTime is the user and system CPU time of the process so far: on a
+// shared machine it varies less than wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
