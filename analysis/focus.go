@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/otonode/otonode/analysis/infer"
 	"github.com/otonode/otonode/analysis/tta"
@@ -13,10 +14,10 @@ import (
 // How the TTA passes find where to run (see predictTTA).
 //
 // The analysed structure is what a first, cheap pass (the scout: the
-// identity transform, windows with little overlap) finds over the whole
-// region of interest: its major connected components, those of at least
-// majorFraction of the largest. The TTA passes run on the box around them
-// grown by a margin that holds the uncertainty score's margin and room for a
+// identity transform, windows with little overlap) finds in the region of
+// interest: its largest connected component and the components of at least
+// majorFraction of it within the margin of its box (see structureMask).
+// The TTA passes run on the box around them grown by a margin that holds the uncertainty score's margin and room for a
 // pass to segment a little more than the scout did. Outside that box the
 // result is background with a spread of 0: the scout's stray blobs are not
 // part of the analysed structure. The windows of the TTA passes still read
@@ -125,7 +126,9 @@ func dhwBox(b volume.Box) infer.Box {
 // region (x's grid).
 type ttaOutput struct {
 	box          volume.Box
-	focused      bool      // the box comes from the scout (else: the whole region)
+	focused      bool // the box comes from the scout (else: the whole region)
+	scoutWindows int  // windows the scout ran while following the structure
+	scoutTime    time.Duration
 	prob, spread []float32 // TTA mean probability and its standard deviation, box-sized
 	heat         []float32 // mean heatmaps, [channel][box voxel]
 	volSpread    float64   // mm³, standard deviation of the passes' volumes
@@ -162,33 +165,71 @@ func (a *Analyzer) overlaps() (scout, passes int) {
 	return max(a.Options.ScoutOverlap, 0), passes
 }
 
-// scoutBox runs the scout over the whole region x and returns the analysed
-// box: its major components grown by the focus margin. It reports false when
-// the scout finds no foreground.
-func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32]) (volume.Box, bool, error) {
+// scoutBox runs the scout over the region x and returns the analysed box:
+// its major components grown by the focus margin. The scout follows the
+// structure from the window at seed (x's indices; the region of interest's
+// cavity) through its neighbours, and runs every window of the region only
+// when that finds nothing. It reports false when the scout finds no
+// foreground, and how many windows it ran.
+func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed [3]int) (volume.Box, bool, int, error) {
 	m := a.Manifest
 	ov, _ := a.overlaps()
 	n := x.Size
-	outs, err := infer.PredictBox(ctx, a.Model, x.Data, dhw(n), infer.Box{Max: dhw(n)}, a.tiling(ov), []bool{true, false})
-	if err != nil {
-		return volume.Box{}, false, err
-	}
-	if len(outs) < 1 || len(outs[0]) != x.Len() {
-		return volume.Box{}, false, fmt.Errorf("model outputs: segmentation has %d values, want %d", len(outs[0]), x.Len())
-	}
+	tiling := a.tiling(ov)
 	// p ≥ threshold ⇔ logit ≥ logit(threshold).
 	lt := float32(math.Log(m.Threshold / (1 - m.Threshold)))
-	mask := make([]bool, len(outs[0]))
-	for i, l := range outs[0] {
-		mask[i] = l >= lt
+	reach := func(out []float32, e [3]int) (lo, hi [3]bool) {
+		for z := range e[0] {
+			for y := range e[1] {
+				row := out[(z*e[1]+y)*e[2]:][:e[2]]
+				for x, v := range row {
+					if v < lt {
+						continue
+					}
+					p := [3]int{z, y, x}
+					for ax := range 3 {
+						lo[ax] = lo[ax] || p[ax] == 0
+						hi[ax] = hi[ax] || p[ax] == e[ax]-1
+					}
+				}
+			}
+		}
+		return lo, hi
 	}
-	mask = majorComponents(mask, n, majorFraction)
+	var seg []float32
+	windows := 0
+	if !a.Options.ScoutEverywhere && tiling.Single == ([3]int{}) {
+		var err error
+		if seg, windows, err = infer.PredictFrom(ctx, a.Model, x.Data, dhw(n), tiling, dhw(seed), 0, reach, lt-1); err != nil {
+			return volume.Box{}, false, windows, err
+		}
+	}
+	mask := make([]bool, x.Len())
+	found := false
+	for i, l := range seg {
+		mask[i] = l >= lt
+		found = found || mask[i]
+	}
+	if !found {
+		outs, err := infer.PredictBox(ctx, a.Model, x.Data, dhw(n), infer.Box{Max: dhw(n)}, tiling, []bool{true, false})
+		if err != nil {
+			return volume.Box{}, false, windows, err
+		}
+		if len(outs) < 1 || len(outs[0]) != x.Len() {
+			return volume.Box{}, false, windows, fmt.Errorf("model outputs: segmentation has %d values, want %d", len(outs[0]), x.Len())
+		}
+		for i, l := range outs[0] {
+			mask[i] = l >= lt
+		}
+	}
 	slack := focusSlackMM
 	if s := a.Options.FocusSlackMM; s > 0 {
 		slack = s
 	}
-	b, ok := maskBox(mask, n, focusMargin(x.Affine.Spacing(), m.Uncertainty.MarginMM, slack))
-	return b, ok, nil
+	margin := focusMargin(x.Affine.Spacing(), m.Uncertainty.MarginMM, slack)
+	mask = structureMask(mask, n, majorFraction, margin)
+	b, ok := maskBox(mask, n, margin)
+	return b, ok, windows, nil
 }
 
 // predictTTA runs every TTA transform over the analysed box, rotates each
@@ -200,7 +241,7 @@ func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32]) (vol
 // whole region. Each pass rotates the box and enough of the image around it
 // for its windows' context, so a pass costs what the box costs, not the
 // region.
-func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ear, ears int) (*ttaOutput, error) {
+func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], seed [3]int, ear, ears int) (*ttaOutput, error) {
 	m := a.Manifest
 	transforms := a.Options.TTA
 	if transforms == nil {
@@ -211,7 +252,9 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ea
 	label := fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears)
 	if !a.Options.FullTTA {
 		a.progress(fmt.Sprintf("ear %d/%d: first pass", ear+1, ears), 0, 1)
-		b, ok, err := a.scoutBox(ctx, x)
+		t0 := time.Now()
+		b, ok, w, err := a.scoutBox(ctx, x, seed)
+		out.scoutTime = time.Since(t0)
 		if err != nil {
 			return nil, err
 		}
@@ -219,6 +262,7 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], ea
 		if ok {
 			out.box, out.focused = b, true
 		}
+		out.scoutWindows = w
 	}
 	_, ov := a.overlaps()
 	tiling := a.tiling(ov)

@@ -182,7 +182,7 @@ func TestPredictTTANoForegroundRunsInFull(t *testing.T) {
 	var calls, voxels int
 	a := &Analyzer{Manifest: m, Model: voxelNet{fluidNet{lo: -0.5, hi: 0.5}, &calls, &voxels}, Options: Options{SingleWindow: 256}}
 	a.normalise(x.Data)
-	tr, err := a.predictTTA(context.Background(), x, 0, 1)
+	tr, err := a.predictTTA(context.Background(), x, [3]int{20, 18, 16}, 0, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,10 @@ type Options struct {
 	// ScoutOverlap is the least overlap of the scout's windows (default 0:
 	// the scout only has to find the structure).
 	ScoutOverlap int
+	// ScoutEverywhere runs the scout's windows over the whole region of
+	// interest instead of following the structure from the region's
+	// cavity through the windows it reaches.
+	ScoutEverywhere bool
 	// FocusSlackMM is what the focus box's margin adds to the uncertainty
 	// score's margin (default focusSlackMM).
 	FocusSlackMM float64
@@ -171,9 +175,21 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	mark("resample", t0)
 
 	t0 = time.Now()
-	tr, err := a.predictTTA(ctx, x, n, total)
+	// The scout starts from the cavity the region of interest was found by.
+	var seed [3]int
+	if inv, err := mg.Affine.Inverse(); err == nil {
+		p := inv.Apply(c.CentreMM)
+		for ax := range 3 {
+			seed[ax] = min(max(int(math.Round(p[ax])), 0), mg.Size[ax]-1)
+		}
+	}
+	tr, err := a.predictTTA(ctx, x, seed, n, total)
 	if err != nil {
 		return nil, nil, err
+	}
+	if tr.scoutTime > 0 {
+		stages = append(stages, Stage{Name: fmt.Sprintf("ear%d/scout", n+1), Duration: tr.scoutTime})
+		t0 = t0.Add(tr.scoutTime)
 	}
 	mark("inference", t0)
 
@@ -218,7 +234,7 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	ear.Label = label
 	sp := ct.Affine.Spacing()
 	ear.VolumeMM3 = float64(count) * sp[0] * sp[1] * sp[2]
-	ear.Analysed = AnalysedRegion{TTA: "full", Fraction: float64(boxLen(tr.box)) / float64(mg.Len())}
+	ear.Analysed = AnalysedRegion{TTA: "full", Fraction: float64(boxLen(tr.box)) / float64(mg.Len()), ScoutWindows: tr.scoutWindows}
 	if tr.focused {
 		ear.Analysed.TTA = "focused"
 	}

@@ -92,6 +92,9 @@ type AnalysedRegion struct {
 	SourceBox [2][3]int `json:"source_box"`
 	// Fraction is the analysed box's share of the region of interest.
 	Fraction float64 `json:"fraction_of_roi"`
+	// ScoutWindows is how many network windows the first pass ran to find
+	// the structure (0 for full TTA).
+	ScoutWindows int `json:"scout_windows,omitempty"`
 }
 
 // Model identifies the model that produced a result, from its manifest.

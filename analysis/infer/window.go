@@ -297,3 +297,95 @@ func accumulate(acc [][]float32, norm []float32, out [][]float32, g [3][]float32
 		}
 	}
 }
+
+// Reach tells, from one window's output channel (window-sized ext, d, h, w
+// order), whether the structure reaches the window's low and high face
+// along each axis.
+type Reach func(out []float32, ext [3]int) (lo, hi [3]bool)
+
+// PredictFrom follows a structure through the region instead of running
+// every window: it runs the window of the evenly spread tiling (as
+// Predict's) nearest seed (d, h, w), then the neighbours of each window run
+// whose output reaches their shared faces (reach, on the first channel of
+// output), and so on. It returns that channel blended over the windows run,
+// fill where none ran, and the number of windows run.
+func PredictFrom(ctx context.Context, r Runner, x []float32, dims [3]int, t Tiling, seed [3]int, output int, reach Reach, fill float32) ([]float32, int, error) {
+	if len(x) != dims[0]*dims[1]*dims[2] {
+		return nil, 0, fmt.Errorf("infer: region has %d values, want %v", len(x), dims)
+	}
+	if t.Multiple < 1 {
+		t.Multiple = 1
+	}
+	var starts [3][]int
+	var first [3]int
+	for a := range 3 {
+		if t.Window[a] <= 0 || t.Window[a]%t.Multiple != 0 || t.Overlap >= t.Window[a] || t.Overlap < 0 {
+			return nil, 0, fmt.Errorf("infer: bad tiling: window %v, overlap %d, multiple %d", t.Window, t.Overlap, t.Multiple)
+		}
+		starts[a] = EvenStarts(0, dims[a], dims[a], t.Window[a], t.Overlap)
+		best := math.MaxInt
+		for i, s := range starts[a] {
+			if d := abs(s + t.Window[a]/2 - seed[a]); d < best {
+				best, first[a] = d, i
+			}
+		}
+	}
+	weight := gaussianWindow(t.Window)
+	n := dims[0] * dims[1] * dims[2]
+	acc := make([][]float32, output+1)
+	acc[output] = make([]float32, n)
+	norm := make([]float32, n)
+	seen := map[[3]int]bool{first: true}
+	queue := [][3]int{first}
+	for len(queue) > 0 {
+		w := queue[0]
+		queue = queue[1:]
+		s := [3]int{starts[0][w[0]], starts[1][w[1]], starts[2][w[2]]}
+		out, err := runPadded(ctx, r, x, dims, s, t.Window, t.Pad)
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(out) <= output {
+			return nil, 0, fmt.Errorf("infer: %d outputs, want output %d", len(out), output)
+		}
+		var ext [3]int
+		for a := range 3 {
+			ext[a] = min(t.Window[a], dims[a]-s[a])
+		}
+		accumulate(acc, norm, out[:output+1], weight, dims, t.Window, s, Box{Max: dims})
+		lo, hi := reach(out[output][:ext[0]*ext[1]*ext[2]], ext)
+		for dz := -1; dz <= 1; dz++ {
+			for dy := -1; dy <= 1; dy++ {
+				for dx := -1; dx <= 1; dx++ {
+					d := [3]int{dz, dy, dx}
+					nb := [3]int{w[0] + dz, w[1] + dy, w[2] + dx}
+					ok := d != [3]int{}
+					for a := range 3 {
+						ok = ok && nb[a] >= 0 && nb[a] < len(starts[a]) &&
+							(d[a] == 0 || d[a] < 0 && lo[a] || d[a] > 0 && hi[a])
+					}
+					if ok && !seen[nb] {
+						seen[nb] = true
+						queue = append(queue, nb)
+					}
+				}
+			}
+		}
+	}
+	seg := acc[output]
+	for i := range seg {
+		if norm[i] > 0 {
+			seg[i] /= norm[i]
+		} else {
+			seg[i] = fill
+		}
+	}
+	return seg, len(seen), nil
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

@@ -182,3 +182,48 @@ func TestPredictBoxMatchesPointwise(t *testing.T) {
 		}
 	}
 }
+
+// PredictFrom follows a rod through the windows it crosses and runs no
+// other window.
+func TestPredictFrom(t *testing.T) {
+	dims := [3]int{40, 40, 40}
+	x := make([]float32, 40*40*40)
+	for i := range x {
+		x[i] = -1
+	}
+	for w := 4; w < 36; w++ { // a rod along w at d = h = 20
+		x[(20*40+20)*40+w] = 1
+	}
+	reach := func(out []float32, e [3]int) (lo, hi [3]bool) {
+		for z := range e[0] {
+			for y := range e[1] {
+				for w := range e[2] {
+					if out[(z*e[1]+y)*e[2]+w] >= 0 { // 2x+1 ≥ 0: on the rod
+						p := [3]int{z, y, w}
+						for a := range 3 {
+							lo[a] = lo[a] || p[a] == 0
+							hi[a] = hi[a] || p[a] == e[a]-1
+						}
+					}
+				}
+			}
+		}
+		return lo, hi
+	}
+	net := &pointwise{multiple: 4}
+	seg, windows, err := PredictFrom(context.Background(), net, x, dims, Tiling{Window: [3]int{8, 8, 8}, Multiple: 4}, [3]int{20, 20, 20}, 0, reach, -100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if windows != 5 || len(net.shapes) != 5 {
+		t.Fatalf("%d windows (%d runs), want the 5 the rod crosses", windows, len(net.shapes))
+	}
+	for w := range 40 {
+		if got, want := seg[(20*40+20)*40+w], 2*x[(20*40+20)*40+w]+1; got != want {
+			t.Errorf("rod row, w=%d: %g, want %g", w, got, want)
+		}
+	}
+	if got := seg[0]; got != -100 {
+		t.Errorf("a voxel no window ran: %g, want the fill", got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -27,6 +28,23 @@ type benchRun struct {
 	Measured  bool               `json:"measured"` // false: extrapolated from a subset
 	Note      string             `json:"note,omitempty"`
 	PeakRSSMB float64            `json:"peak_rss_mb"`
+	CPUS      float64            `json:"cpu_s"`   // user + system time of the process
+	LoadAvg   [2]string          `json:"loadavg"` // 1-minute load average at the start and the end
+}
+
+// loadAvg is the 1-minute load average (/proc/loadavg): the bench's
+// timings mean little on a machine others are using, so it says how busy
+// the machine was.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,14 +58,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ortLib := fs.String("ort-lib", "", "libonnxruntime.so; default $ORT_LIB")
 	paperChunks := fs.Int("paper-chunks", 2, "chunks of the paper's protocol to time (0: all) before extrapolating")
 	path := fs.String("path", "", "internal: run one path (paper or otonode) and print JSON")
+	ttaFlags := addTTAFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	var opts analysis.Options
+	ttaFlags.apply(&opts)
 	if *model == "" || *input == "" {
 		return fmt.Errorf("%w: need --model and --input", errUsage)
 	}
 	if *path != "" {
-		r, err := benchPath(ctx, *path, *model, *input, *ortLib, *paperChunks)
+		r, err := benchPath(ctx, *path, *model, *input, *ortLib, *paperChunks, opts)
 		if err != nil {
 			return err
 		}
@@ -63,7 +84,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, p := range []string{"paper", "otonode"} {
 		fmt.Fprintf(stderr, "running the %s path…\n", p)
 		cmd := exec.CommandContext(ctx, self, "bench", "analysis", "--path", p, "--model", *model, "--input", *input,
-			"--ort-lib", *ortLib, "--paper-chunks", fmt.Sprint(*paperChunks))
+			"--ort-lib", *ortLib, "--paper-chunks", fmt.Sprint(*paperChunks),
+			fmt.Sprintf("--full-tta=%v", opts.FullTTA), "--overlap", fmt.Sprint(opts.Overlap),
+			"--scout-overlap", fmt.Sprint(opts.ScoutOverlap), "--focus-slack-mm", fmt.Sprint(opts.FocusSlackMM))
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, stderr
 		if err := cmd.Run(); err != nil {
@@ -76,21 +99,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		runs = append(runs, r)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "path\ttotal s\tpeak RSS MB\tstages (s)\tnote")
+	fmt.Fprintln(tw, "path\ttotal s\tCPU s\tpeak RSS MB\tload avg\tstages (s)\tnote")
 	for _, r := range runs {
 		kind := ""
 		if !r.Measured {
 			kind = " (extrapolated)"
 		}
-		fmt.Fprintf(tw, "%s\t%.1f%s\t%.0f\t%v\t%s\n", r.Path, r.TotalS, kind, r.PeakRSSMB, r.Stages, r.Note)
+		fmt.Fprintf(tw, "%s\t%.1f%s\t%.1f\t%.0f\t%s→%s\t%v\t%s\n", r.Path, r.TotalS, kind, r.CPUS, r.PeakRSSMB, r.LoadAvg[0], r.LoadAvg[1], r.Stages, r.Note)
 	}
 	tw.Flush()
 	fmt.Fprintf(stdout, "ratio paper / otonode: %.1f×\n", runs[0].TotalS/runs[1].TotalS)
 	return nil
 }
 
-func benchPath(ctx context.Context, path, model, input, ortLib string, paperChunks int) (*benchRun, error) {
+func benchPath(ctx context.Context, path, model, input, ortLib string, paperChunks int, opts analysis.Options) (*benchRun, error) {
 	r := &benchRun{Path: path, Stages: map[string]float64{}, Measured: true}
+	r.LoadAvg[0] = loadAvg()
 	t0 := time.Now()
 	in, err := analysis.LoadInput(ctx, []string{input})
 	if err != nil {
@@ -102,8 +126,10 @@ func benchPath(ctx context.Context, path, model, input, ortLib string, paperChun
 		return nil, err
 	}
 	defer net.Close()
-	// The paper's side runs every TTA pass over the whole region.
-	a := &analysis.Analyzer{Manifest: man, Model: net, Options: analysis.Options{}}
+	// The paper's side cuts the whole volume into chunks itself; the
+	// options (where the TTA passes run, the windows' overlap) are
+	// otonode's.
+	a := &analysis.Analyzer{Manifest: man, Model: net, Options: opts}
 	start := time.Now()
 	switch path {
 	case "otonode":
@@ -115,6 +141,9 @@ func benchPath(ctx context.Context, path, model, input, ortLib string, paperChun
 			r.Stages[s.Name] += math.Round(s.Duration.Seconds()*100) / 100
 		}
 		r.Note = fmt.Sprintf("%s, %d ear(s)", res.Status, len(res.Ears))
+		for _, e := range res.Ears {
+			r.Note += fmt.Sprintf("; %s: %s TTA on %.0f %% of the ROI (source box %v), %d scout windows", e.Laterality, e.Analysed.TTA, 100*e.Analysed.Fraction, e.Analysed.SourceBox, e.Analysed.ScoutWindows)
+		}
 	case "paper":
 		ct := in.CT
 		sp := ct.Affine.Spacing()
@@ -143,6 +172,8 @@ func benchPath(ctx context.Context, path, model, input, ortLib string, paperChun
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		r.PeakRSSMB = float64(ru.Maxrss) / 1024
+		r.CPUS = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 	}
+	r.LoadAvg[1] = loadAvg()
 	return r, nil
 }
