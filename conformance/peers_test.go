@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +28,23 @@ type orthanc struct {
 func startOrthanc(t *testing.T) *orthanc {
 	t.Helper()
 	bin := testenv.Tool(t, "Orthanc")
+	// A free port may be taken by another process before Orthanc binds it
+	// (the machine runs other tests): try again on new ports.
+	for try := 1; ; try++ {
+		o, out, err := launchOrthanc(t, bin)
+		if err == nil {
+			return o
+		}
+		if try == 3 || !strings.Contains(out, "already in use") {
+			t.Fatalf("Orthanc did not come up: %v\n%s", err, tail(out, 6000))
+		}
+		t.Logf("Orthanc lost a port to another process (%v); trying new ports", err)
+	}
+}
+
+// launchOrthanc starts Orthanc on free ports and waits until it answers,
+// or returns its output when it does not.
+func launchOrthanc(t *testing.T, bin string) (*orthanc, string, error) {
 	dir := t.TempDir()
 	o := &orthanc{aet: "ORTHANC", dicomPort: freePort(t)}
 	hport := freePort(t)
@@ -41,33 +59,62 @@ func startOrthanc(t *testing.T) *orthanc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, path)
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop := func() {
 		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("Orthanc output (tail):\n%s", tail(out.String(), 3000))
-		}
-	})
+		<-exited
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(o.url + "/system")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return o
+				t.Cleanup(func() {
+					stop()
+					if t.Failed() {
+						t.Logf("Orthanc output (tail):\n%s", tail(out.String(), 3000))
+					}
+				})
+				return o, "", nil
 			}
 		}
+		select {
+		case <-exited:
+			return nil, out.String(), fmt.Errorf("Orthanc exited")
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Orthanc did not come up: %v\n%s", err, out.String())
+			stop()
+			return nil, out.String(), fmt.Errorf("no answer after 30 s: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // call does one REST call and decodes the JSON answer into v (if not nil).
