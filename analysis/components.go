@@ -69,60 +69,6 @@ func largestComponent(mask []bool, n [3]int) int {
 	return size[best]
 }
 
-// structureMask keeps the largest 26-connected component of mask and the
-// other components of at least frac of its size that come within margin
-// voxels (per axis) of its bounding box: the pieces of one labyrinth that a
-// threshold split, but not false-positive blobs elsewhere in the region,
-// however large.
-func structureMask(mask []bool, n [3]int, frac float64, margin [3]int) []bool {
-	comp, size := components(mask, n)
-	best := 0
-	for c := 1; c < len(size); c++ {
-		if size[c] > size[best] {
-			best = c
-		}
-	}
-	out := make([]bool, len(mask))
-	if best == 0 {
-		return out
-	}
-	type box struct{ lo, hi [3]int }
-	boxes := make([]box, len(size))
-	for c := range boxes {
-		boxes[c] = box{lo: n, hi: [3]int{-1, -1, -1}}
-	}
-	for p, c := range comp {
-		if c == 0 {
-			continue
-		}
-		q := [3]int{p % n[0], p / n[0] % n[1], p / (n[0] * n[1])}
-		b := &boxes[c]
-		for a := range 3 {
-			b.lo[a] = min(b.lo[a], q[a])
-			b.hi[a] = max(b.hi[a], q[a])
-		}
-	}
-	keep := make([]bool, len(size))
-	keep[best] = true
-	near := func(b box) bool {
-		for a := range 3 {
-			if b.hi[a] < boxes[best].lo[a]-margin[a] || b.lo[a] > boxes[best].hi[a]+margin[a] {
-				return false
-			}
-		}
-		return true
-	}
-	for c := 1; c < len(size); c++ {
-		if c != best && float64(size[c]) >= frac*float64(size[best]) && near(boxes[c]) {
-			keep[c] = true
-		}
-	}
-	for p, c := range comp {
-		out[p] = keep[c]
-	}
-	return out
-}
-
 // majorComponents returns the 26-connected components of mask with at least
 // frac of the largest one's voxels (at most maxMajor of them, the largest
 // first; ties in index order).

@@ -81,24 +81,3 @@ func TestLandmarkNearLargest(t *testing.T) {
 		t.Error("nothing predicted: want no restriction")
 	}
 }
-
-func TestStructureMask(t *testing.T) {
-	n := [3]int{40, 10, 10}
-	mask := make([]bool, 4000)
-	set := func(i0, i1 int) { // a bar along i in row j=k=5
-		for i := i0; i < i1; i++ {
-			mask[i+40*(5+10*5)] = true
-		}
-	}
-	set(0, 20)  // 20 voxels: the largest
-	set(22, 23) // 1 voxel, near: under 10 % of it
-	set(24, 28) // 4 voxels, near: kept
-	set(33, 39) // 6 voxels, beyond the margin: a stray
-	got := structureMask(mask, n, 0.1, [3]int{5, 5, 5})
-	for i := range 40 {
-		want := i < 20 || (i >= 24 && i < 28)
-		if got[i+40*55] != want {
-			t.Fatalf("voxel %d kept %v, want %v", i, got[i+40*55], want)
-		}
-	}
-}

@@ -15,18 +15,16 @@ import (
 //
 // The analysed structure is what a first, cheap pass (the scout: the
 // identity transform, windows with little overlap) finds in the region of
-// interest: its largest connected component and the components of at least
-// majorFraction of it within the margin of its box (see structureMask).
-// The TTA passes run on the box around them grown by a margin that holds the uncertainty score's margin and room for a
-// pass to segment a little more than the scout did. Outside that box the
+// interest: its largest connected component, which is the labyrinth (the
+// pipeline keeps only that component in the end, see
+// Options.LargestComponent; the model's false positives lie in other
+// components mm away). The TTA passes run on the box around it grown by a
+// margin that holds the uncertainty score's margin and room for a pass to
+// segment a little more than the scout did. Outside that box the
 // result is background with a spread of 0: the scout's stray blobs are not
 // part of the analysed structure. The windows of the TTA passes still read
 // the image beyond the box as context.
 const (
-	// majorFraction is the least size of a major component, as a share of
-	// the largest: small false-positive blobs at the region's edge would
-	// otherwise stretch the box over the whole region.
-	majorFraction = 0.1
 	// focusSlackMM is what the box's margin adds to the uncertainty
 	// score's: room for the TTA passes' structure to reach beyond the
 	// scout's.
@@ -227,7 +225,7 @@ func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed
 		slack = s
 	}
 	margin := focusMargin(x.Affine.Spacing(), m.Uncertainty.MarginMM, slack)
-	mask = structureMask(mask, n, majorFraction, margin)
+	largestComponent(mask, n)
 	b, ok := maskBox(mask, n, margin)
 	return b, ok, windows, nil
 }

@@ -73,7 +73,8 @@ func TestScoreDecomposition(t *testing.T) {
 	for i, p := range tr.prob {
 		fg[i] = p >= thr
 	}
-	major := majorComponents(fg, n, majorFraction)
+	major := append([]bool(nil), fg...)
+	largestComponent(major, n)
 	d2 := metrics.SquaredEDT(fg, n, x.Affine.Spacing())
 	m2 := man.Uncertainty.MarginMM * man.Uncertainty.MarginMM
 	type part struct {
@@ -113,5 +114,5 @@ func TestScoreDecomposition(t *testing.T) {
 	t.Logf("full TTA (overlap %d): score %.4f over %d voxels", overlap, mean(all), all.n)
 	t.Logf("  inside the focus box:  %d voxels, mean spread %.4f (the focused score's counterpart)", in.n, mean(in))
 	t.Logf("  outside the focus box: %d voxels, mean spread %.4f (of them %d predicted, mean spread %.4f)", out.n, mean(out), fgOut.n, mean(fgOut))
-	t.Logf("  predicted voxels in minor components (strays): %d, mean spread %.4f", strayFG.n, mean(strayFG))
+	t.Logf("  predicted voxels outside the largest component (strays): %d, mean spread %.4f", strayFG.n, mean(strayFG))
 }
