@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -67,13 +68,19 @@ func TestEndToEnd(t *testing.T) {
 	ortLib := onnxRuntime(t)
 	pacs := startOrthanc(t)
 	dsn := testenv.Postgres(t, "otonode_conf")
-	node := startServe(t, bin, serveOptions{dsn: dsn, pacs: pacs, ortLib: ortLib, model: calibratedModel(t)})
+	// OTONODE_E2E_TTA replaces the worker's augmentations (testTTA), e.g.
+	// "identity" for a quicker bilateral run (one pass: no uncertainty, so
+	// the flagged case then fails).
+	node := startServe(t, bin, serveOptions{dsn: dsn, pacs: pacs, ortLib: ortLib, model: calibratedModel(t),
+		tta: os.Getenv("OTONODE_E2E_TTA")})
 	t.Logf("built and started in %v", time.Since(start).Round(time.Millisecond))
 
 	// The parallel subtests run after this function returns: what they
 	// use is released by cleanups, which run after them.
 	cases := selectedCases(t)
-	deadline := 8 * time.Minute
+	// A bound against hangs, not a timing: on two shared cores under a
+	// load of 15 one 4-pass analysis of a 128³ phantom took 4.5 min.
+	deadline := 15 * time.Minute
 	if slices.ContainsFunc(cases, func(c e2eCase) bool { return c.slow }) {
 		deadline = 40 * time.Minute // run with -timeout 45m
 	}
@@ -221,9 +228,15 @@ func checkCase(t *testing.T, ctx context.Context, pacs *orthanc, db *sql.DB, nod
 	if n := len(sequence(seg, "SegmentSequence")); n != len(c.ears) {
 		t.Errorf("SEG has %d segments, want one per ear (%d)", n, len(c.ears))
 	}
+	if got := segmentSides(seg); !slices.Equal(got, c.ears) {
+		t.Errorf("SEG segments are of the ears %q, want %q", got, c.ears)
+	}
 	sr := found["SR"]
 	if refs := evidenceSeries(sr); !slices.Contains(refs, series) {
 		t.Errorf("SR evidence names series %q, not the pushed %s", refs, series)
+	}
+	if got := srSides(sr); !slices.Equal(got, c.ears) {
+		t.Errorf("SR findings are of the ears %q, want %q", got, c.ears)
 	}
 	if got := srFlag(sr); got != c.flagged {
 		t.Errorf("SR report-level out-of-distribution flag %v, want %v", got, c.flagged)
@@ -312,6 +325,44 @@ func waitResults(t *testing.T, ctx context.Context, pacs *orthanc, study string,
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// sides maps SNOMED CT laterality codes to the analyses' ear names.
+var sides = map[string]string{"24028007": "R", "7771000": "L"}
+
+// segmentSides lists the lateralities of a SEG's segments (the modifier of
+// each segment's property type), sorted, each once.
+func segmentSides(seg map[string]any) []string {
+	var out []string
+	for _, s := range sequence(seg, "SegmentSequence") {
+		for _, typ := range sequence(s, "SegmentedPropertyTypeCodeSequence") {
+			for _, m := range sequence(typ, "SegmentedPropertyTypeModifierCodeSequence") {
+				out = append(out, cmp.Or(sides[str(m, "CodeValue")], "?"+str(m, "CodeValue")))
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// srSides lists the values of every Laterality (272741003) content item
+// of an SR's tree, sorted, each once.
+func srSides(sr map[string]any) []string {
+	var out []string
+	var walk func(items []map[string]any)
+	walk = func(items []map[string]any) {
+		for _, it := range items {
+			if conceptValue(it) == "272741003" {
+				for _, v := range sequence(it, "ConceptCodeSequence") {
+					out = append(out, cmp.Or(sides[str(v, "CodeValue")], "?"+str(v, "CodeValue")))
+				}
+			}
+			walk(sequence(it, "ContentSequence"))
+		}
+	}
+	walk(sequence(sr, "ContentSequence"))
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // sequence returns the items of a sequence in Orthanc's simplified JSON.
