@@ -15,16 +15,20 @@ import (
 //
 // The analysed structure is what a first, cheap pass (the scout: the
 // identity transform, windows with little overlap) finds in the region of
-// interest: its largest connected component, which is the labyrinth (the
-// pipeline keeps only that component in the end, see
-// Options.LargestComponent; the model's false positives lie in other
-// components mm away). The TTA passes run on the box around it grown by a
+// interest: its largest connected component, which is the labyrinth, when
+// the pipeline keeps only that component in the end (the manifest's
+// default, see Options.LargestComponent; the model's false positives lie in
+// other components mm away); else, for the network's own output, its major
+// components (at least majorFraction of the largest). The TTA passes run on the box around it grown by a
 // margin that holds the uncertainty score's margin and room for a pass to
 // segment a little more than the scout did. Outside that box the
 // result is background with a spread of 0: the scout's stray blobs are not
 // part of the analysed structure. The windows of the TTA passes still read
 // the image beyond the box as context.
 const (
+	// majorFraction is the least size of a major component, as a share of
+	// the largest.
+	majorFraction = 0.1
 	// focusSlackMM is what the box's margin adds to the uncertainty
 	// score's: room for the TTA passes' structure to reach beyond the
 	// scout's.
@@ -225,7 +229,11 @@ func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed
 		slack = s
 	}
 	margin := focusMargin(x.Affine.Spacing(), m.Uncertainty.MarginMM, slack)
-	largestComponent(mask, n)
+	if a.largestComponent() {
+		largestComponent(mask, n)
+	} else {
+		mask = majorComponents(mask, n, majorFraction)
+	}
 	b, ok := maskBox(mask, n, margin)
 	return b, ok, windows, nil
 }
