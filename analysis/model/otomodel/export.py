@@ -83,6 +83,7 @@ def scores_from_reports(pairs, source: str = "") -> dict:
     for group, path in pairs:
         with open(path) as f:
             rep = json.load(f)
+        rep = rep.get("result", rep)  # `otonode analyze` writes {input, result: analysis.Result}
         name = os.path.basename(os.path.dirname(os.path.abspath(path)))
         ears = rep.get("ears") or []
         if not ears:

@@ -292,7 +292,8 @@ def test_scores_from_reports(tmp_path):
     ear = {"laterality": "R", "uncertainty": 0.02, "volume_mm3": 170.0, "flag": {"raised": False},
            "analysed_region": {"tta": "focused"}}
     a = report("n1", {"status": "done", "ears": [ear]})
-    b = report("m1", {"status": "done", "ears": [dict(ear, uncertainty=0.05, flag={"raised": True, "reason": "r"})]})
+    b = report("m1", {"input": {}, "result": {"status": "done", "ears": [
+        dict(ear, uncertainty=0.05, flag={"raised": True, "reason": "r"})]}})
     c = report("neg", {"status": "no-inner-ear", "reason": "no labyrinth", "ears": []})
     doc = scores_from_reports([("normal", a), ("moderate", b), ("negative", c)], source="test")
     assert [(x["case"], x["group"], x["score"], x["flagged"]) for x in doc["cases"]] == \
