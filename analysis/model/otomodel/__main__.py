@@ -74,6 +74,21 @@ def _scores(a) -> int:
     return 0
 
 
+def _calibrate(a) -> int:
+    from .export import recalibrate_manifest
+
+    scores = None
+    if a.scores:
+        with open(a.scores) as f:
+            scores = json.load(f)
+    m = recalibrate_manifest(a.manifest, scores, a.largest_component, a.postprocessing_note)
+    u = m["uncertainty"]
+    print(json.dumps({"flag_threshold": u.get("flag_threshold"),
+                      "groups": (u.get("calibration") or {}).get("groups"),
+                      "postprocessing": m.get("postprocessing")}, indent=2))
+    return 0
+
+
 def _bench(a) -> int:
     import torch
 
@@ -170,6 +185,14 @@ def main(argv=None) -> int:
     s.add_argument("--source", default="", help="how the reports were made (command, commit, machine)")
     s.add_argument("--out", default="", help="write here instead of stdout")
     s.set_defaults(func=_scores)
+
+    c = sub.add_parser("calibrate", help="rewrite an exported manifest's uncertainty block from a scores file "
+                       "(and/or its postprocessing); the ONNX file is unchanged")
+    c.add_argument("--manifest", required=True)
+    c.add_argument("--scores", default=None, help="from `otomodel scores`")
+    c.add_argument("--largest-component", type=_bool, default=None)
+    c.add_argument("--postprocessing-note", default=None)
+    c.set_defaults(func=_calibrate)
 
     b = sub.add_parser("bench", help="PyTorch CPU time of one forward pass")
     b.add_argument("--preset", default="small", choices=sorted(PRESETS))

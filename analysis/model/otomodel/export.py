@@ -129,6 +129,31 @@ def uncertainty_from_scores(doc: dict, margin_mm: float = 1.0, group: str = "nor
                             "median": ref, "groups": groups, "cases": cases}}
 
 
+def recalibrate_manifest(path: str, scores: Optional[dict] = None, largest_component: Optional[bool] = None,
+                         postprocessing_note: Optional[str] = None) -> dict:
+    """Rewrites an exported manifest's uncertainty block from scores (see
+    uncertainty_from_scores) and/or its postprocessing block, keeping
+    everything else; the ONNX file and its hash are unchanged, so a model's
+    threshold is calibrated on the pipeline that applies it without
+    re-exporting (or editing the file by hand). Returns the new manifest."""
+    with open(path) as f:
+        man = json.load(f)
+    onnx_path = os.path.join(os.path.dirname(os.path.abspath(path)), man["onnx"]["file"])
+    if sha256_file(onnx_path) != man["onnx"]["sha256"]:
+        raise ValueError(f"{onnx_path} does not match the manifest's sha256")
+    if scores is not None:
+        man["uncertainty"] = uncertainty_from_scores(scores, float(man.get("uncertainty", {}).get("margin_mm", 1.0)))
+    if largest_component is not None:
+        old = (man.get("postprocessing") or {}).get("note")
+        man["postprocessing"] = postprocessing(largest_component, postprocessing_note or old)
+    validate(man)
+    with open(path + ".tmp", "w") as f:
+        json.dump(man, f, indent=2, allow_nan=False)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    return man
+
+
 def build_manifest(state: dict, onnx_path: str, *, name: str, window: int, overlap: int,
                    threshold: float = 0.5, uncertainty: Optional[dict] = None,
                    synthetic: bool = True, intended_use: Optional[str] = None,

@@ -333,3 +333,25 @@ def test_cli_export_with_postprocessing_and_scores(dataset, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "otomodel", "scores", "nogroup.json"], env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "GROUP=" in bad.stderr
+
+
+def test_recalibrate_manifest_keeps_the_model(dataset, tmp_path):
+    from otomodel.export import recalibrate_manifest
+
+    out = str(tmp_path / "run")
+    Trainer(_cfg(dataset, out, iterations=1)).run()
+    p = export_checkpoint(os.path.join(out, "best.pt"), out)
+    before = json.load(open(p))
+    scores = {"source": "s", "cases": [{"case": "a", "group": "normal", "score": 0.1},
+                                       {"case": "b", "group": "moderate", "score": 0.15}]}
+    m = recalibrate_manifest(p, scores, largest_component=True, postprocessing_note="why")
+    assert m == json.load(open(p))
+    assert m["uncertainty"]["flag_threshold"] == pytest.approx(0.3)
+    assert m["postprocessing"]["largest_component"] is True and m["postprocessing"]["note"] == "why"
+    assert {k: v for k, v in m.items() if k not in ("uncertainty", "postprocessing")} == \
+        {k: v for k, v in before.items() if k not in ("uncertainty", "postprocessing")}
+    # A manifest whose ONNX file changed is refused.
+    with open(os.path.join(out, m["onnx"]["file"]), "ab") as f:
+        f.write(b"x")
+    with pytest.raises(ValueError, match="sha256"):
+        recalibrate_manifest(p, scores)
