@@ -274,7 +274,7 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], se
 	tiling := a.tiling(ov)
 	// The crop each pass rotates: the box and the context its windows
 	// may read around it.
-	r := max(m.Chunk.Size[0], m.Chunk.Size[1], m.Chunk.Size[2])/2 + m.Input.SpatialMultiple
+	r := max(m.Chunk.Size[0], m.Chunk.Size[1], m.Chunk.Size[2], 2*m.Input.SpatialMultiple) / 2
 	reach := [3]int{r, r, r}
 	crop := grow(out.box, reach, n)
 	cn := crop.Size()

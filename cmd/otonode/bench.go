@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -59,8 +60,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	paperChunks := fs.Int("paper-chunks", 2, "chunks of the paper's protocol to time (0: all) before extrapolating")
 	path := fs.String("path", "", "internal: run one path (paper or otonode) and print JSON")
 	ttaFlags := addTTAFlags(fs)
+	memLimit := fs.Int("memory-limit-mb", 0, "soft memory limit of each path's process (runtime/debug.SetMemoryLimit; 0: none): the Go heap may otherwise grow to twice what is live before a collection")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if *memLimit > 0 {
+		debug.SetMemoryLimit(int64(*memLimit) << 20)
 	}
 	var opts analysis.Options
 	ttaFlags.apply(&opts)
@@ -86,7 +91,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cmd := exec.CommandContext(ctx, self, "bench", "analysis", "--path", p, "--model", *model, "--input", *input,
 			"--ort-lib", *ortLib, "--paper-chunks", fmt.Sprint(*paperChunks),
 			fmt.Sprintf("--full-tta=%v", opts.FullTTA), "--overlap", fmt.Sprint(opts.Overlap),
-			"--scout-overlap", fmt.Sprint(opts.ScoutOverlap), "--focus-slack-mm", fmt.Sprint(opts.FocusSlackMM))
+			"--scout-overlap", fmt.Sprint(opts.ScoutOverlap), "--focus-slack-mm", fmt.Sprint(opts.FocusSlackMM),
+			"--memory-limit-mb", fmt.Sprint(*memLimit))
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, stderr
 		if err := cmd.Run(); err != nil {
