@@ -130,6 +130,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (n *Node, err
 	// Store and index.
 	n.Files, err = files.Open(ctx, filepath.Join(abs, "instances"), files.Options{
 		NoSync: !cfg.Storage.Fsync, MinFreeBytes: uint64(max(cfg.Storage.MinFreeBytes, 0)), MaxBytes: cfg.Storage.MaxBytes,
+		Log: log.With("component", "files"),
 	})
 	if err != nil {
 		return nil, err
@@ -158,7 +159,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (n *Node, err
 		return nil, err
 	}
 	n.closers = append(n.closers, func() { n.Index.Close() })
-	n.Ingest = &store.Ingest{Files: n.Files, Index: n.Index, IsResult: IsResult(n.Index)}
+	n.Ingest = &store.Ingest{Files: n.Files, Index: n.Index, IsResult: IsResult(n.Index), Log: log}
+	// The data set's SHA-256 is recorded when its file is written, after
+	// the C-STORE-RSP.
+	n.Files.SetHashSink(n.Ingest.RecordHashes)
 
 	// NATS.
 	if cfg.NATS.URL == "" {
@@ -385,8 +389,9 @@ func (n *Node) Run(ctx context.Context, grace time.Duration) error {
 	// the scheduler completed the series first.
 	goRun("completion", func(ctx context.Context) error {
 		r, err := n.Ingest.Reindex(ctx, time.Time{})
-		if r.Indexed > 0 || r.Unreadable > 0 {
-			n.log.Info("reindexed files a crash left unindexed", "checked", r.Checked, "indexed", r.Indexed, "unreadable", r.Unreadable)
+		if r.Indexed > 0 || r.Unreadable > 0 || r.Hashed > 0 {
+			n.log.Info("reindexed files a crash left unindexed", "checked", r.Checked, "indexed", r.Indexed,
+				"unreadable", r.Unreadable, "hashed", r.Hashed)
 		}
 		if err != nil {
 			if ctx.Err() != nil {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/otonode/otonode/store/files"
@@ -54,6 +56,13 @@ type Ingest struct {
 	IsResult func(files.Meta, *header.Attributes) bool
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+	// Log receives failures of the background hash updates (nil: none).
+	Log *slog.Logger
+
+	// early holds data set hashes that came before their index rows
+	// (RecordHashes), keyed by hashKey.
+	mu    sync.Mutex
+	early map[string]string
 }
 
 // Stored is what Ingest.Store did with one instance.
@@ -102,7 +111,10 @@ func (g *Ingest) Store(ctx context.Context, r io.Reader, m files.Meta) (Stored, 
 	}
 	in := index.Instance{
 		Attrs: attrs, Location: st.Location, Version: st.Version, Size: st.Size,
-		SHA256: hex.EncodeToString(st.DataSetSHA256[:]), SourceAE: m.SourceAETitle, ReceivedAt: now(),
+		SourceAE: m.SourceAETitle, ReceivedAt: now(),
+	}
+	if st.DataSetSHA256 != ([32]byte{}) {
+		in.SHA256 = hex.EncodeToString(st.DataSetSHA256[:])
 	}
 	if g.IsResult != nil {
 		in.Result = g.IsResult(m, attrs)
@@ -112,6 +124,9 @@ func (g *Ingest) Store(ctx context.Context, r io.Reader, m files.Meta) (Stored, 
 		// The file is durable but not indexed: no success for the sender,
 		// whose retry finds the file (Duplicate) and indexes it.
 		return Stored{}, fmt.Errorf("store: index %s: %w", st.Location, err)
+	}
+	if in.SHA256 == "" {
+		g.lateHash(ctx, m.SOPInstanceUID, st.Version)
 	}
 	return Stored{Stored: st, Attrs: attrs, Recorded: rec}, nil
 }

@@ -90,7 +90,7 @@ func (f recFile) Datasync() error {
 
 func (f recFile) WriteAt(b []byte, off int64) (int, error) {
 	switch {
-	case bytes.HasPrefix(b, []byte("OTOREC01")):
+	case bytes.HasPrefix(b, []byte("OTOREC02")):
 		f.t.add("record")
 	case bytes.HasPrefix(b, []byte("OTOSEG01")):
 		f.t.add("mark")
@@ -461,6 +461,7 @@ func TestReindexMark(t *testing.T) {
 	defer fs.Close()
 	x := openIndex(t)
 	g := &Ingest{Files: fs, Index: x}
+	fs.SetHashSink(g.RecordHashes)
 	var old []string
 	for i, sop := range []string{"1.6.2.1", "1.6.2.2"} {
 		st, err := g.Store(ctx, bytes.NewReader(dataSet("1.6", "1.6.2", sop, i)), meta(sop))

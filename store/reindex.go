@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/otonode/otonode/store/files"
@@ -16,6 +17,10 @@ import (
 // ReindexReport counts what Reindex found.
 type ReindexReport struct {
 	Checked, Indexed, Unreadable int
+	// Hashed counts indexed instances whose data set hash was missing
+	// (their file was written after the index row, and a crash or a
+	// failed update left the column empty) and is now recorded.
+	Hashed int
 }
 
 // reindexMark names the mark Reindex keeps; markMargin allows for the
@@ -71,12 +76,66 @@ func (g *Ingest) Reindex(ctx context.Context, since time.Time) (ReindexReport, e
 		rep.Indexed++
 		return nil
 	})
+	if err == nil {
+		rep.Hashed, err = g.hashMissing(ctx)
+	}
 	if err == nil && fromMark && rep.Indexed == 0 {
 		if err := g.Files.SetMark(ctx, reindexMark, started.Add(-markMargin)); err != nil {
 			return rep, fmt.Errorf("store: reindex: %w", err)
 		}
 	}
 	return rep, err
+}
+
+// hashMissing computes the data set hash of indexed instances that lack
+// it, from their files.
+func (g *Ingest) hashMissing(ctx context.Context) (int, error) {
+	x, ok := g.Index.(interface {
+		hashIndex
+		InstancesWithoutSHA256(ctx context.Context, afterSOP string, afterVersion, limit int) ([]index.StoredInstance, error)
+	})
+	if !ok {
+		return 0, nil
+	}
+	n := 0
+	sop, version := "", 0
+	for {
+		ins, err := x.InstancesWithoutSHA256(ctx, sop, version, 256)
+		if err != nil || len(ins) == 0 {
+			return n, err
+		}
+		var hs []index.InstanceHash
+		for _, in := range ins {
+			sop, version = in.SOPInstanceUID, in.Version
+			sum, err := g.dataSetSHA256(ctx, in.Location)
+			if err != nil {
+				continue // retention took it, or it is damaged: left empty
+			}
+			hs = append(hs, index.InstanceHash{SOPInstanceUID: in.SOPInstanceUID, Version: in.Version, SHA256: sum})
+		}
+		if _, err := x.SetInstanceSHA256(ctx, hs); err != nil {
+			return n, fmt.Errorf("store: reindex: %w", err)
+		}
+		n += len(hs)
+	}
+}
+
+// dataSetSHA256 hashes the data set of the stored file at loc.
+func (g *Ingest) dataSetSHA256(ctx context.Context, loc string) (string, error) {
+	f, err := g.Files.Open(ctx, loc)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	off, err := files.MetaHeaderLen(f)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, off, math.MaxInt64-off)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // readStored reads the header and data set hash of a stored file.

@@ -145,7 +145,7 @@ func straceEvents(trace string) []straceEvent {
 			b := unescape(p[1])
 			off, _ := strconv.ParseInt(p[2], 10, 64)
 			switch {
-			case len(b) >= 32 && string(b[:8]) == "OTOREC01":
+			case len(b) >= 32 && string(b[:8]) == "OTOREC02":
 				size := int64(binary.LittleEndian.Uint64(b[24:]))
 				end := (off + 512 + size + 4095) / 4096 * 4096
 				ev = append(ev, straceEvent{name: "record", seg: path, end: end})
@@ -238,7 +238,7 @@ func TestStraceEventsJoinsSplitCalls(t *testing.T) {
 		}
 		return x.String()
 	}
-	hdr := append([]byte("OTOREC01"), make([]byte, 16)...)
+	hdr := append([]byte("OTOREC02"), make([]byte, 16)...)
 	hdr = binary.LittleEndian.AppendUint64(hdr, 1000)
 	seg, wal := hex([]byte("/d/seg/00000001.seg")), hex([]byte("/d/index.db-wal"))
 	trace := strings.Join([]string{

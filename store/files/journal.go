@@ -3,7 +3,6 @@ package files
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -157,7 +156,7 @@ func (j *journal) recover(ctx context.Context, name string) error {
 		return nil
 	}
 	s := &segment{f: f, epoch: h.epoch, hdr: h}
-	ents, err := scanSegment(f, h, j.l.checkFileLocation)
+	ents, err := scanSegment(f, h, j.l.checkFileLocation, j.l.log())
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("files: read segment %s: %w", name, err)
@@ -348,16 +347,14 @@ func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) 
 	defer j.give(s)
 	off := s.end
 	meta := AppendMetaHeader(nil, m)
-	rec := record{dataOffset: int64(len(meta))}
+	rec := record{dataOffset: int64(len(meta)), metaCRC: crc32.Checksum(meta, castagnoli)}
 	c := crc32.New(castagnoli)
-	c.Write(meta)
-	h := sha256.New()
 	w := j.bufs.Get().(*bufio.Writer)
 	w.Reset(io.NewOffsetWriter(s.f, off+recHeaderSize))
 	_, err = w.Write(meta)
 	var n int64
 	if err == nil {
-		n, err = io.Copy(io.MultiWriter(w, h, c), r)
+		n, err = io.Copy(io.MultiWriter(w, c), r)
 	}
 	if err == nil {
 		err = w.Flush()
@@ -371,7 +368,6 @@ func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) 
 		return Stored{}, storageErr("write data set to segment", err)
 	}
 	rec.size, rec.crc = rec.dataOffset+n, c.Sum32()
-	h.Sum(rec.sum[:0])
 	if q := j.l.opt.MaxBytes; q > 0 && j.l.used.Load()+rec.size > q {
 		return Stored{}, fmt.Errorf("%w: %d bytes would pass the quota of %d", ErrInsufficientStorage, rec.size, q)
 	}
@@ -385,7 +381,7 @@ func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) 
 	if series, err = CleanUID(series); err != nil {
 		return Stored{}, fmt.Errorf("series: %w", err)
 	}
-	st, e, err := j.reserve(ctx, path.Join(study, series), m.SOPInstanceUID, rec)
+	st, e, err := j.reserve(ctx, path.Join(study, series), m.SOPInstanceUID, s, off, rec)
 	if err != nil || e == nil {
 		return st, err
 	}
@@ -415,8 +411,12 @@ func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) 
 // reserve finds the version of an instance: an identical data set stored
 // before makes it a Duplicate (e nil); otherwise the first free version's
 // location is reserved for rec in pending (e is its entry, to commit).
-func (j *journal) reserve(ctx context.Context, dir, sop string, rec record) (st Stored, e *entry, err error) {
-	st = Stored{Size: rec.size, DataSetSHA256: rec.sum}
+// Identical means the same bytes: a pending record with the same size and
+// CRC-32C, or a file of the same size, is compared byte for byte with
+// ours, which lies in s at off (no hash on the C-STORE path).
+func (j *journal) reserve(ctx context.Context, dir, sop string, s *segment, off int64, rec record) (st Stored, e *entry, err error) {
+	st = Stored{Size: rec.size}
+	ours := io.NewSectionReader(s.f, off+recHeaderSize+rec.dataOffset, rec.size-rec.dataOffset)
 	for v := 1; ; v++ {
 		if err := ctx.Err(); err != nil {
 			return Stored{}, nil, err
@@ -426,7 +426,7 @@ func (j *journal) reserve(ctx context.Context, dir, sop string, rec record) (st 
 		j.mu.Lock()
 		if p, ok := j.pending[loc]; ok {
 			j.mu.Unlock()
-			if !p.rec.sameDataSet(rec) {
+			if !p.rec.mayBeSame(rec) {
 				continue
 			}
 			// Acknowledged only once the first copy is durable.
@@ -437,6 +437,22 @@ func (j *journal) reserve(ctx context.Context, dir, sop string, rec record) (st 
 			}
 			if !p.ok {
 				return Stored{}, nil, fmt.Errorf("files: %s: the same instance failed in a parallel store", loc)
+			}
+			theirs := io.NewSectionReader(p.seg.f, p.off+recHeaderSize+p.rec.dataOffset, p.rec.size-p.rec.dataOffset)
+			same, err := sameBytes(ours, theirs)
+			if err != nil {
+				return Stored{}, nil, storageErr("compare with a pending instance", err)
+			}
+			// Once p is a file its segment may start over under the
+			// comparison: look again, at the file this time.
+			select {
+			case <-p.done:
+				v--
+				continue
+			default:
+			}
+			if !same {
+				continue
 			}
 			st.Outcome = Duplicate
 			return st, nil, nil
@@ -458,7 +474,7 @@ func (j *journal) reserve(ctx context.Context, dir, sop string, rec record) (st 
 			return Stored{}, nil, storageErr("stat instance file", err)
 		}
 		// A file outside pending is durable (Open replayed what was not).
-		same, err := j.l.sameDataSet(loc, rec.size-rec.dataOffset, rec.sum)
+		same, err := j.l.sameFileDataSet(loc, ours)
 		if err != nil {
 			return Stored{}, nil, err
 		}

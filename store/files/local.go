@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -65,6 +66,8 @@ type Options struct {
 	MaxBytes int64
 	// SegmentSize is the size of a segment file (0: DefaultSegmentSize).
 	SegmentSize int64
+	// Log receives what replay refuses (nil: discarded).
+	Log *slog.Logger
 }
 
 // Local stores instances as files under one data directory that it owns:
@@ -75,6 +78,7 @@ type Local struct {
 	opt  Options
 	used atomic.Int64 // bytes of instance files, kept only with a quota
 	j    *journal     // Put's segments
+	sink atomic.Pointer[func(context.Context, []Hashed)]
 }
 
 const tmpDir = "tmp"
@@ -304,8 +308,40 @@ type Stored struct {
 	Version  int
 	Size     int64
 	Outcome  Outcome
-	// DataSetSHA256 is the hash of the data set bytes (after the meta).
+	// DataSetSHA256 is the hash of the data set bytes (after the meta),
+	// from Commit. Put leaves it zero: it does not hash on the way to the
+	// C-STORE-RSP; the hash comes when the instance's file is written
+	// (SetHashSink).
 	DataSetSHA256 [sha256.Size]byte
+}
+
+// Hashed is the SHA-256 of the data set of an instance file that the
+// background writer has just made durable.
+type Hashed struct {
+	Location       string
+	SOPInstanceUID string
+	Version        int
+	DataSetSHA256  [sha256.Size]byte
+}
+
+// SetHashSink makes the background writer call fn with the SHA-256 of
+// each batch of instance files it has made durable (after their segment
+// records are released; nil: nobody). Files that Open replays are written
+// before a sink can be set; their hashes are not reported (a reindex
+// computes them from the files).
+func (l *Local) SetHashSink(fn func(context.Context, []Hashed)) {
+	if fn == nil {
+		l.sink.Store(nil)
+		return
+	}
+	l.sink.Store(&fn)
+}
+
+func (l *Local) log() *slog.Logger {
+	if l.opt.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l.opt.Log
 }
 
 // Commit moves a staged instance to its place under study and series,
@@ -356,7 +392,7 @@ func (l *Local) Commit(ctx context.Context, s *Staged, studyUID, seriesUID strin
 		if !errors.Is(err, fs.ErrExist) {
 			return Stored{}, storageErr("link instance file", err)
 		}
-		same, err := l.sameDataSet(loc, s.size-s.dataOffset, s.sum)
+		same, err := l.sameFileDataSet(loc, io.NewSectionReader(s.f, s.dataOffset, s.size-s.dataOffset))
 		if err != nil {
 			return Stored{}, err
 		}
@@ -389,9 +425,9 @@ func FileName(sopInstanceUID string, v int) string {
 	return sopInstanceUID + ".v" + strconv.Itoa(v) + ".dcm"
 }
 
-// sameDataSet compares the data set of the stored file at loc with one of
-// n bytes whose SHA-256 is sum.
-func (l *Local) sameDataSet(loc string, n int64, sum [sha256.Size]byte) (bool, error) {
+// sameFileDataSet reports whether the stored file at loc holds the data
+// set bytes of ours, comparing sizes and then the bytes.
+func (l *Local) sameFileDataSet(loc string, ours *io.SectionReader) (bool, error) {
 	f, err := l.fs.Open(l.path(loc))
 	if err != nil {
 		return false, fmt.Errorf("files: compare with %s: %w", loc, err)
@@ -406,14 +442,33 @@ func (l *Local) sameDataSet(loc string, n int64, sum [sha256.Size]byte) (bool, e
 	if err != nil {
 		return false, fmt.Errorf("files: compare with %s: %w", loc, err)
 	}
-	if fi.Size()-off != n {
-		return false, nil
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, off, fi.Size()-off)); err != nil {
+	same, err := sameBytes(ours, io.NewSectionReader(f, off, fi.Size()-off))
+	if err != nil {
 		return false, fmt.Errorf("files: compare with %s: %w", loc, err)
 	}
-	return bytes.Equal(h.Sum(nil), sum[:]), nil
+	return same, nil
+}
+
+// sameBytes compares the contents of a and b.
+func sameBytes(a, b *io.SectionReader) (bool, error) {
+	if a.Size() != b.Size() {
+		return false, nil
+	}
+	const n = 64 << 10
+	ba, bb := make([]byte, n), make([]byte, n)
+	for off := int64(0); off < a.Size(); off += n {
+		k := int(min(n, a.Size()-off))
+		if _, err := a.ReadAt(ba[:k], off); err != nil {
+			return false, err
+		}
+		if _, err := b.ReadAt(bb[:k], off); err != nil {
+			return false, err
+		}
+		if !bytes.Equal(ba[:k], bb[:k]) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // path maps a location to a file name, refusing anything that is not a

@@ -2,6 +2,7 @@ package files
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,9 @@ func (j *journal) dueLocked(now time.Time) (bool, time.Duration) {
 
 // maxBatch bounds the instance files one batch holds open.
 const maxBatch = 256
+
+// sinkTimeout bounds the hash sink's call for one batch.
+const sinkTimeout = 10 * time.Second
 
 // retryDelay is how long the materialiser waits after a failure.
 const retryDelay = time.Second
@@ -150,6 +154,8 @@ func (j *journal) materialise(ctx context.Context, ents []*entry) error {
 	}()
 	dirs := map[string]bool{}
 	buf := make([]byte, copyBufSize)
+	h := sha256.New()
+	hashed := make([]Hashed, 0, len(ents))
 	for _, e := range ents {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -174,11 +180,24 @@ func (j *journal) materialise(ctx context.Context, ents []*entry) error {
 			return storageErr("create instance file", err)
 		}
 		files = append(files, f)
+		// The SHA-256 of the data set is computed here, off the path to
+		// the C-STORE-RSP, from the bytes being copied anyway.
 		src := io.NewSectionReader(e.seg.f, e.off+recHeaderSize, e.rec.size)
-		if n, err := io.CopyBuffer(struct{ io.Writer }{f}, src, buf); err != nil || n != e.rec.size {
+		h.Reset()
+		n, err := io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(src, e.rec.dataOffset), buf)
+		if err == nil {
+			var k int64
+			k, err = io.CopyBuffer(io.MultiWriter(f, h), src, buf)
+			n += k
+		}
+		if err != nil || n != e.rec.size {
 			l.fs.Remove(f.Name())
 			return storageErr("write instance file", errors.Join(err, fmt.Errorf("%d of %d bytes", n, e.rec.size)))
 		}
+		sop, v, _ := ParseFileName(path.Base(e.rec.loc))
+		hx := Hashed{Location: e.rec.loc, SOPInstanceUID: sop, Version: v}
+		h.Sum(hx.DataSetSHA256[:0])
+		hashed = append(hashed, hx)
 		if err := l.fs.Rename(f.Name(), l.path(e.rec.loc)); err != nil {
 			l.fs.Remove(f.Name())
 			return storageErr("rename instance file", err)
@@ -213,15 +232,22 @@ func (j *journal) materialise(ctx context.Context, ents []*entry) error {
 		marks[e.seg] = max(marks[e.seg], e.end)
 	}
 	for _, s := range order {
-		h := s.hdr
-		h.seq++
-		h.mark = marks[s]
-		if err := j.writeHeader(s, h); err != nil {
+		hd := s.hdr
+		hd.seq++
+		hd.mark = marks[s]
+		if err := j.writeHeader(s, hd); err != nil {
 			return storageErr("write segment mark", err)
 		}
 		j.mu.Lock()
-		s.hdr = h
+		s.hdr = hd
 		j.mu.Unlock()
+	}
+	if fn := l.sink.Load(); fn != nil && len(hashed) > 0 {
+		// Bounded: a slow index must not hold the segments back for
+		// long; a hash it misses is computed by a reindex.
+		sctx, cancel := context.WithTimeout(ctx, sinkTimeout)
+		(*fn)(sctx, hashed)
+		cancel()
 	}
 	return nil
 }

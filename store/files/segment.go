@@ -3,12 +3,12 @@ package files
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 )
 
 // A segment is a file in seg/ whose space is allocated when it is made, so
@@ -21,9 +21,10 @@ import (
 //	             CRC-32C. The valid slot with the higher sequence number is
 //	             the header, so a torn header write loses nothing.
 //	segDataStart records, each at a 4 KiB boundary: a recHeaderSize header
-//	             (magic, epoch, payload size and CRC-32C, data set offset
-//	             and SHA-256, location, CRC-32C) and the payload, which is
-//	             the instance's Part 10 file.
+//	             (magic, epoch, payload size, CRC-32C of the data set,
+//	             data set offset, CRC-32C of the file meta, location,
+//	             CRC-32C of the header) and the payload, which is the
+//	             instance's Part 10 file.
 //
 // Records before the mark are already durable as files. The epoch is
 // random and new each time a segment starts over, so neither a record of
@@ -36,8 +37,18 @@ const (
 	recHeaderSize = 512
 	recAlign      = 4096
 	segMagic      = "OTOSEG01"
-	recMagic      = "OTOREC01"
+	recMagic      = "OTOREC02"
+	// recMagicV1 records (before the CRC-32C of the data set alone) held
+	// the CRC-32C of the whole payload and the data set's SHA-256; a
+	// segment a previous version left is still replayed.
+	recMagicV1 = "OTOREC01"
 )
+
+// The payload checksums are CRC-32C (Castagnoli, computed by the CPU's
+// CRC32 instruction): they find a torn or partial write at replay, which
+// is all a record needs before the C-STORE-RSP. The SHA-256 of the data
+// set is computed later, when the materialiser writes the instance's file
+// (see Local.SetHashSink).
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -110,18 +121,22 @@ func readSegHeader(f File) (segHeader, bool) {
 // record is the header of one stored instance in a segment.
 type record struct {
 	loc        string
-	size       int64 // of the payload, the Part 10 file
-	crc        uint32
+	size       int64  // of the payload, the Part 10 file
+	crc        uint32 // CRC-32C of the data set (v1: of the whole payload)
 	dataOffset int64
-	sum        [sha256.Size]byte
+	metaCRC    uint32 // CRC-32C of the file meta (payload up to dataOffset); v1: 0
+	v1         bool
 }
 
-// sameDataSet reports whether two records hold the same data set bytes.
-func (r record) sameDataSet(o record) bool {
-	return r.size-r.dataOffset == o.size-o.dataOffset && r.sum == o.sum
+// mayBeSame reports whether two records can hold the same data set bytes:
+// sizes and checksums equal (then the bytes are compared).
+func (r record) mayBeSame(o record) bool {
+	return !r.v1 && !o.v1 && r.size-r.dataOffset == o.size-o.dataOffset && r.crc == o.crc
 }
 
-const recFixed = 8 + 16 + 8 + 4 + 4 + sha256.Size + 2
+// recFixed is the fixed part of a record header; 32 bytes after the meta
+// CRC are unused (where v1 kept the SHA-256).
+const recFixed = 8 + 16 + 8 + 4 + 4 + 32 + 2
 
 func (r record) encode(e epoch) ([]byte, error) {
 	if recFixed+len(r.loc)+4 > recHeaderSize {
@@ -133,15 +148,22 @@ func (r record) encode(e epoch) ([]byte, error) {
 	b = binary.LittleEndian.AppendUint64(b, uint64(r.size))
 	b = binary.LittleEndian.AppendUint32(b, r.crc)
 	b = binary.LittleEndian.AppendUint32(b, uint32(r.dataOffset))
-	b = append(b, r.sum[:]...)
+	b = binary.LittleEndian.AppendUint32(b, r.metaCRC)
+	b = append(b, make([]byte, 28)...)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(r.loc)))
 	b = append(b, r.loc...)
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	return b[:recHeaderSize], nil
 }
 
+// ours reports whether b starts like a record header of epoch e (magic of
+// either version and the epoch), whatever its checksum says.
+func ours(b []byte, e epoch) bool {
+	return len(b) >= recHeaderSize && (string(b[:8]) == recMagic || string(b[:8]) == recMagicV1) && bytes.Equal(b[8:24], e[:])
+}
+
 func decodeRecord(b []byte, e epoch) (record, bool) {
-	if len(b) < recHeaderSize || string(b[:8]) != recMagic || !bytes.Equal(b[8:24], e[:]) {
+	if !ours(b, e) {
 		return record{}, false
 	}
 	n := int(binary.LittleEndian.Uint16(b[recFixed-2:]))
@@ -153,9 +175,31 @@ func decodeRecord(b []byte, e epoch) (record, bool) {
 		crc:        binary.LittleEndian.Uint32(b[32:]),
 		dataOffset: int64(binary.LittleEndian.Uint32(b[36:])),
 		loc:        string(b[recFixed : recFixed+n]),
+		v1:         string(b[:8]) == recMagicV1,
 	}
-	copy(r.sum[:], b[40:40+sha256.Size])
+	if !r.v1 {
+		r.metaCRC = binary.LittleEndian.Uint32(b[40:])
+	}
 	return r, r.size >= 0 && r.dataOffset <= r.size
+}
+
+// payloadOK checks the payload of r (at off in f) against its checksums.
+func payloadOK(f File, off int64, r record, buf []byte) (bool, error) {
+	sum := func(from, n int64) (uint32, error) {
+		c := crc32.New(castagnoli)
+		_, err := io.CopyBuffer(c, io.NewSectionReader(f, off+recHeaderSize+from, n), buf)
+		return c.Sum32(), err
+	}
+	if r.v1 {
+		c, err := sum(0, r.size)
+		return c == r.crc, err
+	}
+	m, err := sum(0, r.dataOffset)
+	if err != nil || m != r.metaCRC {
+		return false, err
+	}
+	d, err := sum(r.dataOffset, r.size-r.dataOffset)
+	return d == r.crc, err
 }
 
 // recordEnd is where the record after one at off with a payload of size
@@ -166,10 +210,14 @@ func recordEnd(off, size int64) int64 {
 }
 
 // scanSegment returns the valid records of f's current epoch from the mark
-// on, stopping at the first that is not: past it lies a record that was
-// never committed, or one of an earlier epoch. A record is valid when its
-// header and its payload checksum match.
-func scanSegment(f File, h segHeader, checkLoc func(string) error) ([]*entry, error) {
+// on. It stops at the first header that is not one (past it lies a record
+// that was never committed, or one of an earlier epoch); a header of this
+// epoch whose checksum fails stops it too, and is logged, since what
+// follows cannot be found. A valid header whose payload fails its
+// checksums (a write torn by the crash, before its fdatasync returned, or
+// damage) is refused, logged, and skipped: the records after it were
+// committed after it and are replayed.
+func scanSegment(f File, h segHeader, checkLoc func(string) error, log *slog.Logger) ([]*entry, error) {
 	var out []*entry
 	hdr := make([]byte, recHeaderSize)
 	buf := make([]byte, copyBufSize)
@@ -181,17 +229,27 @@ func scanSegment(f File, h segHeader, checkLoc func(string) error) ([]*entry, er
 			return out, err
 		}
 		r, ok := decodeRecord(hdr, h.epoch)
-		if !ok || checkLoc(r.loc) != nil {
+		if !ok {
+			if ours(hdr, h.epoch) {
+				log.Warn("files: segment record header fails its CRC-32C; replay of this segment stops here",
+					"segment", f.Name(), "offset", off)
+			}
 			return out, nil
 		}
-		c := crc32.New(castagnoli)
-		if _, err := io.CopyBuffer(c, io.NewSectionReader(f, off+recHeaderSize, r.size), buf); err != nil {
+		if err := checkLoc(r.loc); err != nil {
+			log.Warn("files: segment record refused at replay: bad location", "segment", f.Name(), "offset", off, "err", err)
+			return out, nil
+		}
+		ok, err := payloadOK(f, off, r, buf)
+		if err != nil {
 			return out, err
 		}
-		if c.Sum32() != r.crc {
-			return out, nil
+		if !ok {
+			log.Warn("files: segment record refused at replay: payload fails its CRC-32C (torn write or damage); not stored",
+				"segment", f.Name(), "offset", off, "location", r.loc, "size", r.size)
+		} else {
+			out = append(out, &entry{rec: r, off: off, end: recordEnd(off, r.size)})
 		}
-		out = append(out, &entry{rec: r, off: off, end: recordEnd(off, r.size)})
 		off = recordEnd(off, r.size)
 	}
 }
