@@ -167,7 +167,7 @@ func benchPath(ctx context.Context, path, model, input, ortLib string, paperChun
 		r.Stages["normalise"] = pt.Normalise.Seconds()
 		r.Stages["per chunk (all TTA passes)"] = pt.PerChunk.Seconds()
 		r.Measured = pt.ChunksRun == pt.Chunks
-		r.Note = fmt.Sprintf("%d of %d chunks of %v with %d overlap, %d TTA passes each", pt.ChunksRun, pt.Chunks, man.Chunk.Size, man.Chunk.Overlap, pt.TransformCount)
+		r.Note = fmt.Sprintf("%d of %d chunks of %d³ with %d overlap, %d TTA passes each", pt.ChunksRun, pt.Chunks, analysis.PaperChunk, analysis.PaperOverlap, pt.TransformCount)
 		r.TotalS = r.Stages["load"] + r.Stages["resample whole volume"] + pt.Extrapolated.Seconds()
 	default:
 		return nil, fmt.Errorf("%w: --path %q", errUsage, path)
