@@ -37,13 +37,15 @@ def compare_case(truth_dir, run_dir):
            "fp_voxels": int((pred & ~truth).sum()), "fn_voxels": int((truth & ~pred).sum()), "components": int(n)}
     rep = json.load(open(os.path.join(run_dir, "report.json")))
     rep = rep.get("result", rep)  # otonode analyze wraps the analysis.Result
-    info = json.load(open(os.path.join(truth_dir, "case.json")))
+    info_path = os.path.join(truth_dir, "case.json")  # absent for cases cropped after generation
+    info = json.load(open(info_path)) if os.path.exists(info_path) else {}
+    if rep.get("ears"):
+        row["uncertainty"] = rep["ears"][0].get("uncertainty")
     if rep.get("ears") and info.get("ears"):
         want = info["ears"][0]["landmarks"]
         for lm in rep["ears"][0]["landmarks"]:
             if lm["name"] in want:
                 row["err_" + lm["name"]] = float(np.linalg.norm(np.subtract(lm["voxel"], want[lm["name"]]["voxel"])))
-        row["uncertainty"] = rep["ears"][0].get("uncertainty")
     return row
 
 
