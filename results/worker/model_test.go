@@ -39,7 +39,10 @@ func TestReferenceModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
+	// Closed after the worker's cleanup has stopped it (cleanups run last
+	// first): a deferred Close ran before it and could free the ONNX Runtime
+	// session under an analysis still in flight (a segfault seen under load).
+	t.Cleanup(func() { a.Close() })
 	e := startNode(t, "sqlite")
 	dir := t.TempDir()
 	v, _ := phantom.ParseVariant("right")
