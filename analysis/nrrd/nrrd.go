@@ -430,7 +430,7 @@ func readASCII[T volume.Scalar](r io.Reader, out []T) error {
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
 	sc.Split(bufio.ScanWords)
 	kind := reflect.TypeFor[T]().Kind()
-	lo, hi, isInt := rangeOf(kind)
+	lo, hi, isInt := volume.RangeOfKind(kind)
 	i := 0
 	for i < len(out) && sc.Scan() {
 		for _, w := range strings.FieldsFunc(sc.Text(), func(r rune) bool { return r == ',' }) {
@@ -451,18 +451,4 @@ func readASCII[T volume.Scalar](r io.Reader, out []T) error {
 		return fmt.Errorf("%w: ascii data has %d of %d values", ErrFormat, i, len(out))
 	}
 	return nil
-}
-
-func rangeOf(k reflect.Kind) (lo, hi float64, isInt bool) {
-	switch k {
-	case reflect.Uint8:
-		return 0, math.MaxUint8, true
-	case reflect.Int16:
-		return math.MinInt16, math.MaxInt16, true
-	case reflect.Uint16:
-		return 0, math.MaxUint16, true
-	case reflect.Int32:
-		return math.MinInt32, math.MaxInt32, true
-	}
-	return math.Inf(-1), math.Inf(1), false
 }

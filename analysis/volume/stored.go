@@ -69,7 +69,7 @@ func NewSampleDecoder[T Scalar](s Stored) (*SampleDecoder[T], error) {
 		s.Order = binary.LittleEndian
 	}
 	d := &SampleDecoder[T]{s: s, little: s.Order.Uint16([]byte{1, 0}) == 1, kind: reflect.TypeFor[T]().Kind()}
-	d.lo, d.hi, d.isInt = rangeOfKind(d.kind)
+	d.lo, d.hi, d.isInt = RangeOfKind(d.kind)
 	if n := s.Size(); n <= 2 {
 		size := 1 << (8 * n)
 		d.lut = make([]T, size)
@@ -182,9 +182,9 @@ func (d *SampleDecoder[T]) decodeWide(dst []T, src []byte) error {
 	return nil
 }
 
-// rangeOfKind is the range of an integer voxel kind (isInt false for
+// RangeOfKind is the range of values an integer voxel kind holds (isInt false for
 // floating point).
-func rangeOfKind(k reflect.Kind) (lo, hi float64, isInt bool) {
+func RangeOfKind(k reflect.Kind) (lo, hi float64, isInt bool) {
 	switch k {
 	case reflect.Uint8:
 		return 0, math.MaxUint8, true

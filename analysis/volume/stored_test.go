@@ -43,7 +43,7 @@ func checkDecode[T Scalar](t *testing.T, s Stored, src []byte) {
 	}
 	got := make([]T, n)
 	err = d.Decode(got, src)
-	lo, hi, isInt := rangeOfKind(reflect.TypeFor[T]().Kind())
+	lo, hi, isInt := RangeOfKind(reflect.TypeFor[T]().Kind())
 	for i := range n {
 		x := refValue(src[i*s.Size():], s)
 		if isInt && (x != math.Trunc(x) || x < lo || x > hi) {
