@@ -89,20 +89,6 @@ func boxLen(b volume.Box) int {
 	return s[0] * s[1] * s[2]
 }
 
-// cropInto copies the part of src (extents n) inside b into dst
-// (extents b.Size(), i fastest).
-func cropInto(dst, src []float32, n [3]int, b volume.Box) {
-	w := b.Max[0] - b.Min[0]
-	o := 0
-	for k := b.Min[2]; k < b.Max[2]; k++ {
-		for j := b.Min[1]; j < b.Max[1]; j++ {
-			p := (k*n[1]+j)*n[0] + b.Min[0]
-			copy(dst[o:o+w], src[p:p+w])
-			o += w
-		}
-	}
-}
-
 // transformBox is where box b of a grid of extents n lands after t.
 func transformBox(t tta.Transform, b volume.Box, n [3]int) volume.Box {
 	var out volume.Box
@@ -218,7 +204,7 @@ func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed
 			return volume.Box{}, false, windows, err
 		}
 		if len(outs) < 1 || len(outs[0]) != x.Len() {
-			return volume.Box{}, false, windows, fmt.Errorf("model outputs: segmentation has %d values, want %d", len(outs[0]), x.Len())
+			return volume.Box{}, false, windows, fmt.Errorf("model outputs: %d arrays, want a segmentation of %d values", len(outs), x.Len())
 		}
 		for i, l := range outs[0] {
 			mask[i] = l >= lt
@@ -279,9 +265,12 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], se
 	crop := grow(out.box, reach, n)
 	cn := crop.Size()
 	xc := x.Data
-	if crop != (volume.Box{Max: n}) {
-		xc = make([]float32, boxLen(crop))
-		cropInto(xc, x.Data, n, crop)
+	if crop != x.Bounds() {
+		c, err := volume.Crop(x, crop)
+		if err != nil {
+			return nil, err
+		}
+		xc = c.Data
 	}
 	inner := out.box
 	for ax := range 3 {

@@ -51,28 +51,6 @@ func TestFocusMargin(t *testing.T) {
 	}
 }
 
-func TestCrop(t *testing.T) {
-	n := [3]int{5, 4, 3}
-	src := make([]float32, 60)
-	for i := range src {
-		src[i] = float32(i)
-	}
-	b := volume.Box{Min: [3]int{1, 2, 1}, Max: [3]int{4, 4, 3}}
-	c := make([]float32, boxLen(b))
-	cropInto(c, src, n, b)
-	o := 0
-	for k := 1; k < 3; k++ {
-		for j := 2; j < 4; j++ {
-			for i := 1; i < 4; i++ {
-				if c[o] != src[i+5*(j+4*k)] {
-					t.Fatalf("crop voxel %d = %v, want %v", o, c[o], src[i+5*(j+4*k)])
-				}
-				o++
-			}
-		}
-	}
-}
-
 // A box marked in a volume is where transformBox says after every
 // transform.
 func TestTransformBox(t *testing.T) {
