@@ -4,7 +4,10 @@ import torch
 from otomodel.network import PRESETS, BiHeadedUNet, Mish, NetworkConfig, count_parameters
 
 
-@pytest.mark.parametrize("preset,size", [("tiny", (8, 12, 16)), ("small", (32, 16, 48)), ("paper", (32, 32, 32))])
+@pytest.mark.parametrize(
+    "preset,size",
+    [("tiny", (8, 12, 16)), ("small", (32, 16, 48)), ("compact", (16, 32, 48)), ("paper", (32, 32, 32))],
+)
 def test_output_shapes(preset, size):
     torch.manual_seed(0)
     net = BiHeadedUNet(NetworkConfig.preset(preset)).eval()
@@ -66,3 +69,17 @@ def test_parameter_counts_exclude_terminals():
     assert count_parameters(net) < count_parameters(net, exported_only=False)
     # The small preset must stay far below the 20 MB ONNX file limit.
     assert count_parameters(net) * 4 < 20e6
+
+
+def test_compact_preset():
+    cfg = NetworkConfig.preset("compact")
+    # The paper's architecture with fewer channels at the two finest levels only.
+    assert cfg.widths == (4, 8, 32, 64, 64)
+    assert cfg.activation == "silu" and cfg.attention
+    assert cfg.spatial_multiple == NetworkConfig.preset("small").spatial_multiple == 16
+    net = BiHeadedUNet(cfg)
+    # Exported parameters (deep-supervision terminals excluded), as measured when
+    # the preset was added; the coarse levels hold nearly all of them, so compact is barely
+    # smaller than small (1 488 508) while its per-voxel work halves.
+    assert count_parameters(net) == 1425188
+    assert count_parameters(net) < count_parameters(BiHeadedUNet(NetworkConfig.preset("small")))
