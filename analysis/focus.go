@@ -166,29 +166,11 @@ func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed
 	tiling := a.tiling(ov)
 	// p ≥ threshold ⇔ logit ≥ logit(threshold).
 	lt := float32(math.Log(m.Threshold / (1 - m.Threshold)))
-	reach := func(out []float32, e [3]int) (lo, hi [3]bool) {
-		for z := range e[0] {
-			for y := range e[1] {
-				row := out[(z*e[1]+y)*e[2]:][:e[2]]
-				for x, v := range row {
-					if v < lt {
-						continue
-					}
-					p := [3]int{z, y, x}
-					for ax := range 3 {
-						lo[ax] = lo[ax] || p[ax] == 0
-						hi[ax] = hi[ax] || p[ax] == e[ax]-1
-					}
-				}
-			}
-		}
-		return lo, hi
-	}
 	var seg []float32
 	windows := 0
 	if !a.Options.ScoutEverywhere && tiling.Single == ([3]int{}) {
 		var err error
-		if seg, windows, err = infer.PredictFrom(ctx, a.Model, x.Data, dhw(n), tiling, dhw(seed), 0, reach, lt-1); err != nil {
+		if seg, windows, err = infer.PredictFrom(ctx, a.Model, x.Data, dhw(n), tiling, dhw(seed), 0, infer.ReachAbove(lt), lt-1); err != nil {
 			return volume.Box{}, false, windows, err
 		}
 	}
@@ -213,6 +195,8 @@ func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed
 	slack := focusSlackMM
 	if s := a.Options.FocusSlackMM; s > 0 {
 		slack = s
+	} else if s < 0 {
+		slack = 0
 	}
 	margin := focusMargin(x.Affine.Spacing(), m.Uncertainty.MarginMM, slack)
 	if a.largestComponent() {

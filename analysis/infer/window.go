@@ -29,6 +29,28 @@ type Tiling struct {
 	// Pad is the value inputs are padded with (for standardised CT, the
 	// value of air or of the background after normalisation).
 	Pad float32
+	// Fit shrinks the windows of PredictBox, per axis, to the least
+	// multiple of Multiple that covers the box with as many windows as
+	// Window needs: a box of 139 voxels takes three windows of 48, not
+	// three of 64. The network's cost grows with the voxels it sees, so
+	// this cuts the work on a box that is not a multiple of the window
+	// by up to a third per axis; each window still reads the image around
+	// it, never more than Window.
+	Fit bool
+}
+
+// FitWindow is the window length Tiling.Fit gives for a span of l voxels
+// (with at least overlap between neighbours) when windows may be at most w
+// long and must be a multiple of m: as many windows as EvenStarts places
+// with length w, each as short as covering l allows.
+func FitWindow(l, w, overlap, m int) int {
+	if l <= w {
+		return min(roundUp(l, m), w)
+	}
+	c := max((l-overlap+(w-overlap)-1)/(w-overlap), 2)
+	// c windows of length f with overlap o cover c·f − (c−1)·o voxels.
+	f := roundUp((l+(c-1)*overlap+c-1)/c, m)
+	return min(max(f, overlap+m), w)
 }
 
 // Predict runs r over the region x of size dims (d, h, w; w fastest) and
@@ -106,9 +128,13 @@ func PredictBox(ctx context.Context, r Runner, x []float32, dims [3]int, box Box
 			if t.Window[a] <= 0 || t.Window[a]%t.Multiple != 0 || t.Overlap >= t.Window[a] || t.Overlap < 0 {
 				return nil, fmt.Errorf("infer: bad tiling: window %v, overlap %d, multiple %d", t.Window, t.Overlap, t.Multiple)
 			}
-			starts[a] = EvenStarts(box.Min[a], box.Max[a], dims[a], t.Window[a], t.Overlap)
+			win[a] = t.Window[a]
+			if t.Fit {
+				win[a] = FitWindow(bs[a], t.Window[a], t.Overlap, t.Multiple)
+			}
+			starts[a] = EvenStarts(box.Min[a], box.Max[a], dims[a], win[a], t.Overlap)
 		}
-		win, weight = t.Window, gaussianWindow(t.Window)
+		weight = gaussianWindow(win)
 	}
 	n := box.Len()
 	var acc [][]float32
@@ -298,17 +324,77 @@ func accumulate(acc [][]float32, norm []float32, out [][]float32, g [3][]float32
 	}
 }
 
+// Directions is a set of a window's 26 neighbours, by direction d (each
+// axis −1, 0 or +1; d, h, w order): index (d0+1)*9 + (d1+1)*3 + d2+1.
+type Directions [27]bool
+
+// Has tells whether d is in the set.
+func (s *Directions) Has(d [3]int) bool { return s[(d[0]+1)*9+(d[1]+1)*3+d[2]+1] }
+
 // Reach tells, from one window's output channel (window-sized ext, d, h, w
-// order), whether the structure reaches the window's low and high face
-// along each axis.
-type Reach func(out []float32, ext [3]int) (lo, hi [3]bool)
+// order), which neighbouring windows the structure continues into.
+type Reach func(out []float32, ext [3]int) Directions
+
+// ReachAbove is the Reach of a structure made of the voxels at or above
+// thr: a neighbour is reached when such a voxel lies on the face, edge or
+// corner the window shares with it. A structure that crosses into a
+// diagonal neighbour through a face neighbour is followed there from that
+// neighbour, so a diagonal neighbour is queued only for a structure on
+// the shared edge or corner itself — not whenever two faces are reached
+// somewhere, which ran windows the structure never entered.
+func ReachAbove(thr float32) Reach {
+	return func(out []float32, e [3]int) Directions {
+		var s Directions
+		mark := func(p [3]int) {
+			var b [3]int
+			for a := range 3 {
+				switch {
+				case p[a] == 0:
+					b[a] = -1
+				case p[a] == e[a]-1:
+					b[a] = 1
+				}
+			}
+			// Every direction whose non-zero components are those of b.
+			for dz := min(b[0], 0); dz <= max(b[0], 0); dz++ {
+				for dy := min(b[1], 0); dy <= max(b[1], 0); dy++ {
+					for dx := min(b[2], 0); dx <= max(b[2], 0); dx++ {
+						s[(dz+1)*9+(dy+1)*3+dx+1] = true
+					}
+				}
+			}
+		}
+		for z := range e[0] {
+			for y := range e[1] {
+				row := out[(z*e[1]+y)*e[2]:][:e[2]]
+				if z == 0 || z == e[0]-1 || y == 0 || y == e[1]-1 {
+					for x, v := range row {
+						if v >= thr {
+							mark([3]int{z, y, x})
+						}
+					}
+					continue
+				}
+				// An inner row touches the boundary at its ends only.
+				if row[0] >= thr {
+					mark([3]int{z, y, 0})
+				}
+				if last := e[2] - 1; row[last] >= thr {
+					mark([3]int{z, y, last})
+				}
+			}
+		}
+		s[13] = false // the window itself
+		return s
+	}
+}
 
 // PredictFrom follows a structure through the region instead of running
 // every window: it runs the window of the evenly spread tiling (as
 // Predict's) nearest seed (d, h, w), then the neighbours of each window run
-// whose output reaches their shared faces (reach, on the first channel of
-// output), and so on. It returns that channel blended over the windows run,
-// fill where none ran, and the number of windows run.
+// that its output reaches (reach, on channel output; see ReachAbove), and so
+// on. It returns that channel blended over the windows run, fill where none
+// ran, and the number of windows run.
 func PredictFrom(ctx context.Context, r Runner, x []float32, dims [3]int, t Tiling, seed [3]int, output int, reach Reach, fill float32) ([]float32, int, error) {
 	if len(x) != dims[0]*dims[1]*dims[2] {
 		return nil, 0, fmt.Errorf("infer: region has %d values, want %v", len(x), dims)
@@ -353,16 +439,15 @@ func PredictFrom(ctx context.Context, r Runner, x []float32, dims [3]int, t Tili
 			ext[a] = min(t.Window[a], dims[a]-s[a])
 		}
 		accumulate(acc, norm, out[:output+1], weight, dims, t.Window, s, Box{Max: dims})
-		lo, hi := reach(out[output][:ext[0]*ext[1]*ext[2]], ext)
+		reached := reach(out[output][:ext[0]*ext[1]*ext[2]], ext)
 		for dz := -1; dz <= 1; dz++ {
 			for dy := -1; dy <= 1; dy++ {
 				for dx := -1; dx <= 1; dx++ {
 					d := [3]int{dz, dy, dx}
 					nb := [3]int{w[0] + dz, w[1] + dy, w[2] + dx}
-					ok := d != [3]int{}
+					ok := d != [3]int{} && reached.Has(d)
 					for a := range 3 {
-						ok = ok && nb[a] >= 0 && nb[a] < len(starts[a]) &&
-							(d[a] == 0 || d[a] < 0 && lo[a] || d[a] > 0 && hi[a])
+						ok = ok && nb[a] >= 0 && nb[a] < len(starts[a])
 					}
 					if ok && !seen[nb] {
 						seen[nb] = true

@@ -194,22 +194,7 @@ func TestPredictFrom(t *testing.T) {
 	for w := 4; w < 36; w++ { // a rod along w at d = h = 20
 		x[(20*40+20)*40+w] = 1
 	}
-	reach := func(out []float32, e [3]int) (lo, hi [3]bool) {
-		for z := range e[0] {
-			for y := range e[1] {
-				for w := range e[2] {
-					if out[(z*e[1]+y)*e[2]+w] >= 0 { // 2x+1 ≥ 0: on the rod
-						p := [3]int{z, y, w}
-						for a := range 3 {
-							lo[a] = lo[a] || p[a] == 0
-							hi[a] = hi[a] || p[a] == e[a]-1
-						}
-					}
-				}
-			}
-		}
-		return lo, hi
-	}
+	reach := ReachAbove(0) // 2x+1 ≥ 0: on the rod
 	net := &pointwise{multiple: 4}
 	seg, windows, err := PredictFrom(context.Background(), net, x, dims, Tiling{Window: [3]int{8, 8, 8}, Multiple: 4}, [3]int{20, 20, 20}, 0, reach, -100)
 	if err != nil {
@@ -225,5 +210,174 @@ func TestPredictFrom(t *testing.T) {
 	}
 	if got := seg[0]; got != -100 {
 		t.Errorf("a voxel no window ran: %g, want the fill", got)
+	}
+}
+
+func TestFitWindow(t *testing.T) {
+	tests := []struct {
+		l, w, overlap, m, want int
+	}{
+		{139, 64, 0, 16, 48},  // three windows of 48 instead of three of 64
+		{121, 64, 0, 16, 64},  // two windows: no shorter multiple covers it
+		{160, 64, 0, 16, 64},  // three of 54 round up to 64
+		{30, 64, 0, 16, 32},   // one window, shrunk to the span
+		{64, 64, 0, 16, 64},   // exactly one window
+		{130, 64, 25, 16, 64}, // with overlap: three windows of 64 still needed
+		{100, 64, 8, 16, 64},  // two windows of 54 → 64
+		{90, 64, 8, 16, 64},   // two of 49 → 64
+		{70, 64, 8, 16, 48},   // two windows of 39 → 48
+		{20, 8, 3, 4, 8},      // small multiples
+	}
+	for _, tt := range tests {
+		got := FitWindow(tt.l, tt.w, tt.overlap, tt.m)
+		if got != tt.want {
+			t.Errorf("FitWindow(%d, %d, %d, %d) = %d, want %d", tt.l, tt.w, tt.overlap, tt.m, got, tt.want)
+			continue
+		}
+		// The fitted windows are as many as the full ones, cover the span
+		// and keep the overlap.
+		full := EvenStarts(0, tt.l, tt.l, tt.w, tt.overlap)
+		fit := EvenStarts(0, tt.l, tt.l, got, tt.overlap)
+		if len(fit) != len(full) {
+			t.Errorf("FitWindow(%d, %d, %d, %d): %d windows, the full size needs %d", tt.l, tt.w, tt.overlap, tt.m, len(fit), len(full))
+		}
+		if end := fit[len(fit)-1] + got; end < tt.l {
+			t.Errorf("FitWindow(%d, %d, %d, %d): windows end at %d", tt.l, tt.w, tt.overlap, tt.m, end)
+		}
+		for i := 1; i < len(fit); i++ {
+			if ov := fit[i-1] + got - fit[i]; ov < tt.overlap {
+				t.Errorf("FitWindow(%d, %d, %d, %d): overlap %d", tt.l, tt.w, tt.overlap, tt.m, ov)
+			}
+		}
+	}
+}
+
+// Fitted windows give the same outputs for a pointwise network, with as
+// many runs as full windows and fewer voxels.
+func TestPredictBoxFit(t *testing.T) {
+	dims := [3]int{40, 50, 45}
+	box := Box{Min: [3]int{3, 5, 2}, Max: [3]int{38, 44, 40}}
+	n := dims[0] * dims[1] * dims[2]
+	x := make([]float32, n)
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	voxels := func(shapes [][3]int) int {
+		s := 0
+		for _, v := range shapes {
+			s += v[0] * v[1] * v[2]
+		}
+		return s
+	}
+	var runs [2][][3]int
+	for i, fit := range []bool{false, true} {
+		net := &pointwise{multiple: 4}
+		tl := Tiling{Window: [3]int{16, 16, 16}, Multiple: 4, Fit: fit}
+		out, err := PredictBox(context.Background(), net, x, dims, box, tl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs := box.Size()
+		for z := range bs[0] {
+			for y := range bs[1] {
+				for xx := range bs[2] {
+					v := x[((box.Min[0]+z)*dims[1]+box.Min[1]+y)*dims[2]+box.Min[2]+xx]
+					got := out[0][(z*bs[1]+y)*bs[2]+xx]
+					if math.Abs(float64(got-(2*v+1))) > 1e-5 {
+						t.Fatalf("fit %v: segmentation at %v = %g, want %g", fit, [3]int{z, y, xx}, got, 2*v+1)
+					}
+				}
+			}
+		}
+		for _, s := range net.shapes {
+			for a := range 3 {
+				if s[a] > 16 {
+					t.Fatalf("fit %v: window %v larger than the tiling's", fit, s)
+				}
+			}
+		}
+		runs[i] = net.shapes
+	}
+	if len(runs[1]) != len(runs[0]) {
+		t.Errorf("fitted: %d runs, full windows %d", len(runs[1]), len(runs[0]))
+	}
+	if a, b := voxels(runs[0]), voxels(runs[1]); b >= a {
+		t.Errorf("fitted windows see %d voxels, full windows %d: want fewer", b, a)
+	} else {
+		t.Logf("voxels seen: full windows %d, fitted %d (%.0f %%)", a, b, 100*float64(b)/float64(a))
+	}
+}
+
+func TestReachAbove(t *testing.T) {
+	e := [3]int{6, 5, 4}
+	at := func(p [3]int) int { return (p[0]*e[1]+p[1])*e[2] + p[2] }
+	tests := []struct {
+		name string
+		on   [][3]int
+		want [][3]int
+	}{
+		{"inside", [][3]int{{2, 2, 2}}, nil},
+		{"one face", [][3]int{{2, 2, 0}}, [][3]int{{0, 0, -1}}},
+		{"edge", [][3]int{{0, 0, 2}}, [][3]int{{-1, 0, 0}, {0, -1, 0}, {-1, -1, 0}}},
+		{"corner", [][3]int{{5, 4, 3}}, [][3]int{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, 1, 0}, {1, 0, 1}, {0, 1, 1}, {1, 1, 1}}},
+		// Two faces reached at different places: no diagonal neighbour.
+		{"two faces apart", [][3]int{{0, 2, 2}, {3, 4, 1}}, [][3]int{{-1, 0, 0}, {0, 1, 0}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := make([]float32, e[0]*e[1]*e[2])
+			for _, p := range tt.on {
+				out[at(p)] = 1
+			}
+			got := ReachAbove(0.5)(out, e)
+			var want Directions
+			for _, d := range tt.want {
+				want[(d[0]+1)*9+(d[1]+1)*3+d[2]+1] = true
+			}
+			if got != want {
+				t.Errorf("got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// PredictFrom runs a diagonal neighbour only when the structure gets there:
+// through a face neighbour (the turn) or not at all. A window that reaches
+// two faces at different places does not queue the window between them.
+func TestPredictFromDiagonal(t *testing.T) {
+	dims := [3]int{8, 16, 16}
+	for _, tt := range []struct {
+		name string
+		turn bool
+		want int
+	}{
+		{"two faces apart", false, 3}, // (0,0), (0,1), (1,0); not (1,1)
+		{"turn into the diagonal", true, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			x := make([]float32, dims[0]*dims[1]*dims[2])
+			for i := range x {
+				x[i] = -1
+			}
+			for w := 2; w < 12; w++ { // along w at h = 4, into the window at w ≥ 8
+				x[(4*16+4)*16+w] = 1
+			}
+			x[(4*16+7)*16+2] = 1 // the first window reaches h = 7 far from w = 7
+			x[(4*16+8)*16+2] = 1 // …and its neighbour at h ≥ 8 has it too
+			if tt.turn {
+				for h := 4; h < 14; h++ { // along h at w = 11, into h ≥ 8
+					x[(4*16+h)*16+11] = 1
+				}
+			}
+			net := &pointwise{multiple: 4}
+			_, windows, err := PredictFrom(context.Background(), net, x, dims, Tiling{Window: [3]int{8, 8, 8}, Multiple: 4}, [3]int{4, 4, 4}, 0, ReachAbove(0), -100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if windows != tt.want || len(net.shapes) != tt.want {
+				t.Fatalf("%d windows (%d runs), want %d", windows, len(net.shapes), tt.want)
+			}
+		})
 	}
 }
