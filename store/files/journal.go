@@ -1,7 +1,6 @@
 package files
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -39,8 +38,6 @@ type journal struct {
 	dir  string
 	size int64
 
-	bufs sync.Pool // *bufio.Writer
-
 	mu         sync.Mutex
 	cond       sync.Cond         // on mu: a segment became free, or close
 	pending    map[string]*entry // location → instance not yet a durable file
@@ -60,9 +57,12 @@ type journal struct {
 // segment is one segment file. A writer that takes it from journal.free
 // owns it (and end) until it gives it back.
 type segment struct {
-	f     File
-	epoch epoch
-	hdr   segHeader // as last written; only the materialiser changes it
+	f File
+	// direct is f opened for direct I/O, which records are written
+	// through; nil where the file system refuses it (then f).
+	direct File
+	epoch  epoch
+	hdr    segHeader // as last written; only the materialiser changes it
 	// Under journal.mu:
 	end      int64    // where the next record goes
 	queued   []*entry // committed, past the mark, not yet with the materialiser
@@ -109,7 +109,6 @@ func openJournal(ctx context.Context, l *Local) (*journal, error) {
 	if j.size <= 0 {
 		j.size = DefaultSegmentSize
 	}
-	j.bufs.New = func() any { return bufio.NewWriterSize(nil, copyBufSize) }
 	if err := l.fs.Mkdir(j.dir); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("files: open %s: %w", j.dir, err)
 	}
@@ -176,6 +175,7 @@ func (j *journal) recover(ctx context.Context, name string) error {
 		f.Close()
 		return err
 	}
+	s.direct = openDirect(j.l.fs, name)
 	j.all = append(j.all, s)
 	j.free = append(j.free, s)
 	return nil
@@ -218,7 +218,25 @@ func (j *journal) create() (*segment, error) {
 		}
 	}
 	s.end = segDataStart
+	s.direct = openDirect(j.l.fs, name)
 	return s, nil
+}
+
+// recordFile is the descriptor a segment's records are written through.
+func (s *segment) recordFile() File {
+	if s.direct != nil {
+		return s.direct
+	}
+	return s.f
+}
+
+// close closes the segment's descriptors.
+func (s *segment) close() error {
+	err := s.f.Close()
+	if s.direct != nil {
+		err = errors.Join(err, s.direct.Close())
+	}
+	return err
 }
 
 // restart starts a segment whose records are all materialised over under
@@ -338,7 +356,9 @@ func (j *journal) give(s *segment) {
 	j.cond.Broadcast()
 }
 
-// put is Local.Put on the durable path.
+// put is Local.Put on the durable path. The record is assembled in
+// memory and written to the segment (see recordWriter), located and
+// reserved, its header written last, and the segment fdatasynced.
 func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) (Stored, error) {
 	s, err := j.take()
 	if err != nil {
@@ -346,21 +366,19 @@ func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) 
 	}
 	defer j.give(s)
 	off := s.end
+	rw := newRecordWriter(s.recordFile(), s.f, off)
+	defer rw.release()
 	meta := AppendMetaHeader(nil, m)
 	rec := record{dataOffset: int64(len(meta)), metaCRC: crc32.Checksum(meta, castagnoli)}
 	c := crc32.New(castagnoli)
-	w := j.bufs.Get().(*bufio.Writer)
-	w.Reset(io.NewOffsetWriter(s.f, off+recHeaderSize))
-	_, err = w.Write(meta)
+	_, err = rw.Write(meta)
 	var n int64
 	if err == nil {
-		n, err = io.Copy(io.MultiWriter(w, c), r)
+		n, err = io.Copy(io.MultiWriter(rw, c), r)
 	}
 	if err == nil {
-		err = w.Flush()
+		err = rw.flushTail()
 	}
-	w.Reset(nil)
-	j.bufs.Put(w)
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -371,7 +389,8 @@ func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) 
 	if q := j.l.opt.MaxBytes; q > 0 && j.l.used.Load()+rec.size > q {
 		return Stored{}, fmt.Errorf("%w: %d bytes would pass the quota of %d", ErrInsufficientStorage, rec.size, q)
 	}
-	study, series, err := locate(io.NewSectionReader(s.f, off+recHeaderSize, rec.size), rec.dataOffset, rec.size)
+	payload := rw.payload()
+	study, series, err := locate(payload, rec.dataOffset, rec.size)
 	if err != nil {
 		return Stored{}, err
 	}
@@ -381,14 +400,15 @@ func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) 
 	if series, err = CleanUID(series); err != nil {
 		return Stored{}, fmt.Errorf("series: %w", err)
 	}
-	st, e, err := j.reserve(ctx, path.Join(study, series), m.SOPInstanceUID, s, off, rec)
+	ours := io.NewSectionReader(payload, rec.dataOffset, rec.size-rec.dataOffset)
+	st, e, err := j.reserve(ctx, path.Join(study, series), m.SOPInstanceUID, ours, rec)
 	if err != nil || e == nil {
 		return st, err
 	}
 	e.seg, e.off, e.end = s, off, recordEnd(off, rec.size)
 	b, err := e.rec.encode(s.epoch)
 	if err == nil {
-		_, err = s.f.WriteAt(b, off)
+		err = rw.finish(b)
 	}
 	if err == nil {
 		err = j.datasync(s.f)
@@ -413,10 +433,9 @@ func (j *journal) put(ctx context.Context, r io.Reader, m Meta, locate Locator) 
 // location is reserved for rec in pending (e is its entry, to commit).
 // Identical means the same bytes: a pending record with the same size and
 // CRC-32C, or a file of the same size, is compared byte for byte with
-// ours, which lies in s at off (no hash on the C-STORE path).
-func (j *journal) reserve(ctx context.Context, dir, sop string, s *segment, off int64, rec record) (st Stored, e *entry, err error) {
+// ours, the data set being stored (no hash on the C-STORE path).
+func (j *journal) reserve(ctx context.Context, dir, sop string, ours *io.SectionReader, rec record) (st Stored, e *entry, err error) {
 	st = Stored{Size: rec.size}
-	ours := io.NewSectionReader(s.f, off+recHeaderSize+rec.dataOffset, rec.size-rec.dataOffset)
 	for v := 1; ; v++ {
 		if err := ctx.Err(); err != nil {
 			return Stored{}, nil, err
@@ -529,7 +548,7 @@ func (j *journal) close() error {
 	defer j.mu.Unlock()
 	err := j.err
 	for _, s := range j.all {
-		err = errors.Join(err, s.f.Close())
+		err = errors.Join(err, s.close())
 	}
 	j.all, j.free = nil, nil
 	return err

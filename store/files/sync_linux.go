@@ -1,6 +1,7 @@
 package files
 
 import (
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -67,4 +68,15 @@ func ignoringEINTR(fn func() error) error {
 			return err
 		}
 	}
+}
+
+// openDirect opens name for writes that bypass the page cache (O_DIRECT),
+// or returns nil where the file system refuses them (then the segment's
+// buffered descriptor is written instead).
+func openDirect(fsys FS, name string) File {
+	f, err := fsys.OpenFile(name, os.O_RDWR|unix.O_DIRECT)
+	if err != nil {
+		return nil
+	}
+	return f
 }
