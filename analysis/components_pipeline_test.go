@@ -17,11 +17,6 @@ func TestAnalyzeLargestComponent(t *testing.T) {
 	ct := paint([3]int{110, 100, 90}, 0.25, [3]float64{-12, -13, -11}, 1100, append(earScene[:3:3], far))
 	m := testManifest(0.2)
 	norm := func(hu float32) float32 { return (hu - 500) / 1000 }
-	inv, _ := ct.Affine.Inverse()
-	at := func(l interface{ At(i, j, k int) uint8 }, mm [3]float64) uint8 {
-		p := inv.Apply(mm)
-		return l.At(int(math.Round(p[0])), int(math.Round(p[1])), int(math.Round(p[2])))
-	}
 	tests := []struct {
 		name     string
 		option   bool // Options.LargestComponent
@@ -53,11 +48,11 @@ func TestAnalyzeLargestComponent(t *testing.T) {
 		if largest {
 			keepOthers = 0
 		}
-		if got := at(ear.Label, vestibule.Centre); got != 1 {
+		if got := labelAt(ear, vestibule.Centre); got != 1 {
 			t.Errorf("largest %v: vestibule labelled %d, want 1", largest, got)
 		}
 		for _, e := range []ellipsoid{cochlea, far} {
-			if got := at(ear.Label, e.Centre); got != keepOthers {
+			if got := labelAt(ear, e.Centre); got != keepOthers {
 				t.Errorf("largest %v: blob at %v labelled %d, want %d", largest, e.Centre, got, keepOthers)
 			}
 		}

@@ -127,9 +127,19 @@ func TestAnalyzeFocusedTTA(t *testing.T) {
 		t.Errorf("network input: focused %d voxels, full %d; want under half", focused.voxels, full.voxels)
 	}
 	t.Logf("network input: focused %d voxels, full %d", focused.voxels, full.voxels)
+	// The labels cover different boxes (the focused one the smaller):
+	// compare them on the source grid.
+	fullLab, err := full.ear.LabelOn(ct.Grid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	focusedLab, err := focused.ear.LabelOn(ct.Grid)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var differ, fg int
-	for i, v := range full.ear.Label.Data {
-		if v != focused.ear.Label.Data[i] {
+	for i, v := range fullLab.Data {
+		if v != focusedLab.Data[i] {
 			differ++
 		}
 		if v != 0 {

@@ -34,6 +34,17 @@ type Input struct {
 	Layout *series.Layout
 }
 
+// Grid is the grid of the loaded volume (CT16's or CT's).
+func (in *Input) Grid() volume.Grid {
+	if in.CT16 != nil {
+		return in.CT16.Grid
+	}
+	if in.CT != nil {
+		return in.CT.Grid
+	}
+	return volume.Grid{}
+}
+
 // LoadInput reads a CT volume from DICOM files or folders (one series), a
 // NIfTI-1 file (.nii, .nii.gz) or an NRRD file (.nrrd, .nhdr). Values are
 // taken as HU.

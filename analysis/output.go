@@ -41,8 +41,8 @@ func WriteOutputs(dir string, in *Input, res *Result) (*Report, error) {
 		Input: ReportInput{
 			Format:    in.Format,
 			Files:     len(in.Files),
-			Size:      in.CT.Size,
-			SpacingMM: in.CT.Affine.Spacing(),
+			Size:      in.Grid().Size,
+			SpacingMM: in.Grid().Affine.Spacing(),
 		},
 		Result: res,
 		Files:  map[string]string{},
@@ -55,12 +55,10 @@ func WriteOutputs(dir string, in *Input, res *Result) (*Report, error) {
 		desc += " NOT FOR DIAGNOSTIC USE"
 	}
 	if len(res.Ears) > 0 {
-		seg := volume.New[uint8](in.CT.Grid)
+		seg := volume.New[uint8](in.Grid())
 		for _, e := range res.Ears {
-			for i, v := range e.Label.Data {
-				if v != 0 {
-					seg.Data[i] = 1
-				}
+			if err := pasteNonZero(seg, e.Label); err != nil {
+				return nil, fmt.Errorf("analysis: %s ear's label: %w", e.Laterality, err)
 			}
 		}
 		if err := nifti.WriteFile(filepath.Join(dir, "segmentation.nii.gz"), seg, nifti.Options{Description: desc}); err != nil {
@@ -79,7 +77,13 @@ func WriteOutputs(dir string, in *Input, res *Result) (*Report, error) {
 			rep.Files["uncertainty-"+side] = name
 		}
 		name := "preview-" + side + ".png"
-		if err := writePreview(filepath.Join(dir, name), in.CT, e); err != nil {
+		var err error
+		if in.CT16 != nil {
+			err = writePreview(filepath.Join(dir, name), in.CT16, e)
+		} else {
+			err = writePreview(filepath.Join(dir, name), in.CT, e)
+		}
+		if err != nil {
 			return nil, err
 		}
 		rep.Files["preview-"+side] = name
@@ -93,6 +97,30 @@ func WriteOutputs(dir string, in *Input, res *Result) (*Report, error) {
 	}
 	rep.Files["report"] = "report.json"
 	return rep, nil
+}
+
+// pasteNonZero sets to 1 the voxels of dst where label, a sub-grid of
+// dst's grid, is not zero.
+func pasteNonZero(dst, label *volume.Volume[uint8]) error {
+	if label == nil {
+		return nil
+	}
+	b, ok := label.BoxIn(dst.Grid)
+	if !ok {
+		return fmt.Errorf("label grid %v is not on the source grid %v", label.Size, dst.Size)
+	}
+	n := label.Size[0]
+	for k := range label.Size[2] {
+		for j := range label.Size[1] {
+			row := dst.Data[dst.Index(b.Min[0], b.Min[1]+j, b.Min[2]+k):][:n]
+			for i, v := range label.Data[label.Index(0, j, k):][:n] {
+				if v != 0 {
+					row[i] = 1
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // earName is "right", "left" or "ear<n>" when the side is unknown.

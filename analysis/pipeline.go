@@ -90,6 +90,25 @@ var ErrInput = errors.New("analysis: unusable input volume")
 
 // Analyze runs the whole method on a CT volume in HU on its source grid.
 func (a *Analyzer) Analyze(ctx context.Context, ct *volume.Volume[float32]) (*Result, error) {
+	return analyze(ctx, a, ct)
+}
+
+// AnalyzeInput runs the whole method on a loaded input: Input.CT16 when it
+// holds the volume (LoadOptions.Int16), else Input.CT. The int16 volume
+// gives the same result as its float32 copy (every step reads voxels as
+// float32 or float64, which hold any int16 exactly) in half the memory.
+func (a *Analyzer) AnalyzeInput(ctx context.Context, in *Input) (*Result, error) {
+	switch {
+	case in.CT16 != nil:
+		return analyze(ctx, a, in.CT16)
+	case in.CT != nil:
+		return analyze(ctx, a, in.CT)
+	}
+	return nil, fmt.Errorf("%w: no volume", ErrInput)
+}
+
+// analyze is Analyze for either voxel type of an Input.
+func analyze[T volume.Scalar](ctx context.Context, a *Analyzer, ct *volume.Volume[T]) (*Result, error) {
 	if err := ct.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInput, err)
 	}
@@ -100,7 +119,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ct *volume.Volume[float32]) (*Re
 	stage := func(name string, start time.Time) {
 		res.Stages = append(res.Stages, Stage{Name: name, Duration: time.Since(start)})
 	}
-	if reason := a.gate(ct); reason != "" {
+	if reason := a.gate(ct.Grid); reason != "" {
 		res.Status, res.Reason = StatusNotAnalysable, reason
 		return res, nil
 	}
@@ -119,7 +138,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ct *volume.Volume[float32]) (*Re
 		return res, nil
 	}
 	for n, c := range cands {
-		ear, stages, err := a.analyzeEar(ctx, ct, c, n, len(cands))
+		ear, stages, err := analyzeEar(ctx, a, ct, c, n, len(cands))
 		if err != nil {
 			return nil, fmt.Errorf("analysis: ear %d (%s): %w", n+1, c.Side, err)
 		}
@@ -130,7 +149,7 @@ func (a *Analyzer) Analyze(ctx context.Context, ct *volume.Volume[float32]) (*Re
 	return res, nil
 }
 
-func (a *Analyzer) gate(ct *volume.Volume[float32]) string {
+func (a *Analyzer) gate(ct volume.Grid) string {
 	g := a.Options.Gate
 	if g.MaxSpacingMM <= 0 {
 		g.MaxSpacingMM = 0.7
@@ -157,7 +176,7 @@ func (a *Analyzer) progress(stage string, done, total int) {
 }
 
 // analyzeEar runs the model with TTA on one region of interest.
-func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c roi.Candidate, n, total int) (*Ear, []Stage, error) {
+func analyzeEar[T volume.Scalar](ctx context.Context, a *Analyzer, ct *volume.Volume[T], c roi.Candidate, n, total int) (*Ear, []Stage, error) {
 	m := a.Manifest
 	var stages []Stage
 	mark := func(name string, start time.Time) {
@@ -218,17 +237,14 @@ func (a *Analyzer) analyzeEar(ctx context.Context, ct *volume.Volume[float32], c
 	if a.largestComponent() {
 		largestComponent(mask, srcBox.Size)
 	}
-	label := volume.New[uint8](ct.Grid)
+	// The label covers the analysed box only: on a 512×512×400 series a
+	// full-grid label would be 105 MB of zeros per ear.
+	label := &volume.Volume[uint8]{Grid: srcBox, Data: make([]uint8, len(mask))}
 	var count int
-	sz := srcBox.Size
-	for k := range sz[2] {
-		for j := range sz[1] {
-			for i := range sz[0] {
-				if mask[srcBox.Index(i, j, k)] {
-					label.Set(box.Min[0]+sb.Min[0]+i, box.Min[1]+sb.Min[1]+j, box.Min[2]+sb.Min[2]+k, 1)
-					count++
-				}
-			}
+	for i, in := range mask {
+		if in {
+			label.Data[i] = 1
+			count++
 		}
 	}
 	ear.Label = label

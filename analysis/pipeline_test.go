@@ -109,15 +109,24 @@ func TestAnalyzeGeometry(t *testing.T) {
 	if math.Abs(ear.VolumeMM3-want)/want > 0.15 {
 		t.Errorf("volume %.1f mm³, want %.1f ± 15%%", ear.VolumeMM3, want)
 	}
-	// The label covers the cavities, on the source grid.
-	inv, _ := ct.Affine.Inverse()
+	// The label covers the cavities, on the analysed box of the source
+	// grid.
 	for _, e := range []ellipsoid{vestibule, cochlea} {
-		p := inv.Apply(e.Centre)
-		if ear.Label.At(int(math.Round(p[0])), int(math.Round(p[1])), int(math.Round(p[2]))) != 1 {
+		if labelAt(ear, e.Centre) != 1 {
 			t.Errorf("label misses the cavity at %v", e.Centre)
 		}
 	}
-	if ear.Label.At(0, 0, 0) != 0 {
+	if b, ok := ear.Label.BoxIn(ct.Grid); !ok || [2][3]int{b.Min, b.Max} != ear.Analysed.SourceBox {
+		t.Errorf("label's box on the source grid %v (%v), want the analysed box %v", b, ok, ear.Analysed.SourceBox)
+	}
+	if ear.Label.Len() >= ct.Len() {
+		t.Errorf("label of %d voxels for a source grid of %d: want the analysed box only", ear.Label.Len(), ct.Len())
+	}
+	full, err := ear.LabelOn(ct.Grid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.At(0, 0, 0) != 0 {
 		t.Error("label outside the region")
 	}
 	// Every landmark sits at the volume-weighted centroid of the cavities.
@@ -240,5 +249,62 @@ func TestAnalyzeWindowsNoLargerThanChunk(t *testing.T) {
 	}
 	if largest != m.Chunk.Size[0] {
 		t.Fatalf("largest input %d, want the chunk size %d", largest, m.Chunk.Size[0])
+	}
+}
+
+// labelAt is an ear's label at the source voxel nearest the patient
+// position mm; 0 outside the label's box.
+func labelAt(e Ear, mm [3]float64) uint8 {
+	inv, err := e.Label.Affine.Inverse()
+	if err != nil {
+		return 0
+	}
+	p := inv.Apply(mm)
+	i, j, k := int(math.Round(p[0])), int(math.Round(p[1])), int(math.Round(p[2]))
+	if !e.Label.Contains(i, j, k) {
+		return 0
+	}
+	return e.Label.At(i, j, k)
+}
+
+// The int16 volume of LoadOptions.Int16 gives the result of its float32
+// copy, voxel for voxel: every step reads voxels as float32 or float64.
+func TestAnalyzeInputInt16(t *testing.T) {
+	ct := paint([3]int{110, 100, 90}, 0.25, [3]float64{-12, -13, -11}, 1100, earScene)
+	ct16 := volume.New[int16](ct.Grid)
+	for i, v := range ct.Data {
+		ct16.Data[i] = int16(math.Round(float64(v)))
+		ct.Data[i] = float32(ct16.Data[i]) // integer HU, as CT's are
+	}
+	m := testManifest(0.2)
+	norm := func(hu float32) float32 { return (hu - 500) / 1000 }
+	a := &Analyzer{Manifest: m, Model: fluidNet{lo: norm(-500), hi: norm(1015)}, Options: Options{SingleWindow: 256}}
+	want, err := a.AnalyzeInput(context.Background(), &Input{CT: ct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.AnalyzeInput(context.Background(), &Input{CT16: ct16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != StatusDone || len(got.Ears) != len(want.Ears) {
+		t.Fatalf("int16: status %q, %d ears; float32: %q, %d ears", got.Status, len(got.Ears), want.Status, len(want.Ears))
+	}
+	for n, w := range want.Ears {
+		g := got.Ears[n]
+		if g.Label.Grid != w.Label.Grid || string(g.Label.Data) != string(w.Label.Data) {
+			t.Errorf("ear %d: labels differ", n+1)
+		}
+		if g.VolumeMM3 != w.VolumeMM3 || g.Uncertainty != w.Uncertainty || g.Laterality != w.Laterality || g.Analysed != w.Analysed {
+			t.Errorf("ear %d: int16 %+v, float32 %+v", n+1, g, w)
+		}
+		for l := range w.Landmarks {
+			if g.Landmarks[l] != w.Landmarks[l] {
+				t.Errorf("ear %d: landmark %s %+v, want %+v", n+1, w.Landmarks[l].Name, g.Landmarks[l], w.Landmarks[l])
+			}
+		}
+	}
+	if _, err := a.AnalyzeInput(context.Background(), &Input{}); err == nil {
+		t.Error("an input without a volume was analysed")
 	}
 }

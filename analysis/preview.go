@@ -22,7 +22,7 @@ const (
 	windowWidth = 4000.0
 )
 
-func writePreview(path string, ct *volume.Volume[float32], e Ear) error {
+func writePreview[T volume.Scalar](path string, ct *volume.Volume[T], e Ear) error {
 	rows := len(e.Landmarks)
 	if e.UncertaintyMap != nil {
 		rows++
@@ -72,7 +72,7 @@ func heatColour(v, hi float32) color.RGBA {
 // drawTile samples v (nearest voxel) on a square through p (patient mm)
 // spanned by the two index directions other than plane, and outlines the
 // label's border in green and p in red.
-func drawTile(img *image.RGBA, x0, y0 int, v *volume.Volume[float32], label *volume.Volume[uint8], p [3]float64, plane int, colour func(float32) color.RGBA) {
+func drawTile[T volume.Scalar](img *image.RGBA, x0, y0 int, v *volume.Volume[T], label *volume.Volume[uint8], p [3]float64, plane int, colour func(float32) color.RGBA) {
 	inv, err := v.Affine.Inverse()
 	if err != nil {
 		return
@@ -106,7 +106,7 @@ func drawTile(img *image.RGBA, x0, y0 int, v *volume.Volume[float32], label *vol
 			i, j, k := int(math.Round(ijk[0])), int(math.Round(ijk[1])), int(math.Round(ijk[2]))
 			c := color.RGBA{0, 0, 40, 255}
 			if v.Contains(i, j, k) {
-				c = colour(v.At(i, j, k))
+				c = colour(float32(v.At(i, j, k)))
 			}
 			if lab != nil && lab(q) && (!lab(at(px-1, py)) || !lab(at(px+1, py)) || !lab(at(px, py-1)) || !lab(at(px, py+1))) {
 				c = color.RGBA{40, 230, 60, 255}

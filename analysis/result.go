@@ -8,6 +8,7 @@
 package analysis
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/otonode/otonode/analysis/volume"
@@ -59,9 +60,13 @@ type Flag struct {
 // Ear is the analysis of one inner ear.
 type Ear struct {
 	Laterality Laterality `json:"laterality"`
-	// Label is the binary segmentation on the source grid (1 = inner ear).
-	// When the model outputs one class only, that is all there is; a model
-	// with per-structure outputs may use the Label* values.
+	// Label is the binary segmentation (1 = inner ear) on the analysed
+	// box of the source grid (Analysed.SourceBox): its grid is the source
+	// grid's Sub of that box, so its affine places it in patient space and
+	// volume.Grid.BoxIn on the source grid; outside it the segmentation is
+	// background. A full-grid label (the box is the whole grid) is valid
+	// too. When the model outputs one class only, that is all there is; a
+	// model with per-structure outputs may use the Label* values.
 	Label     *volume.Volume[uint8] `json:"-"`
 	Landmarks []Landmark            `json:"landmarks"`
 	VolumeMM3 float64               `json:"volume_mm3"`
@@ -123,4 +128,18 @@ type Result struct {
 	Ears   []Ear   `json:"ears"`
 	Model  Model   `json:"model"`
 	Stages []Stage `json:"stages"`
+}
+
+// LabelOn returns the ear's label on grid g, the source grid it was
+// analysed on (zero outside the label's box). It allocates a volume of g's
+// size; writers of whole-grid files use it, the pipeline does not.
+func (e *Ear) LabelOn(g volume.Grid) (*volume.Volume[uint8], error) {
+	out := volume.New[uint8](g)
+	if e.Label == nil {
+		return out, nil
+	}
+	if err := volume.Paste(out, e.Label); err != nil {
+		return nil, fmt.Errorf("analysis: %s ear's label: %w", e.Laterality, err)
+	}
+	return out, nil
 }

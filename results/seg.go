@@ -159,6 +159,7 @@ type segmentPlan struct {
 	Segment
 	ear    *analysis.Ear
 	side   func(idx int) bool // whether a voxel belongs to this ear; nil: all do
+	place  labelPlace         // where the ear's label lies on the source
 	planes []int              // label planes k in frame order
 }
 
@@ -170,42 +171,33 @@ func (p *segmentPlan) contains(idx int) bool {
 // planSegments finds the segments and their frames. Frames are ordered by
 // segment, then by position along the slice normal; a segment spans from its
 // first to its last slice with voxels, empty slices between included.
-func (w *Writer) planSegments(src *Source, res *analysis.Result) ([]segmentPlan, []int, error) {
+func (w *Writer) planSegments(src *Source, res *analysis.Result) ([]segmentPlan, error) {
 	if len(res.Ears) == 0 {
-		return nil, nil, fmt.Errorf("%w: no ear analysed (status %q)", ErrResult, res.Status)
+		return nil, fmt.Errorf("%w: no ear analysed (status %q)", ErrResult, res.Status)
 	}
 	rank := positionRank(src)
 	sides, err := earSides(res)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var plans []segmentPlan
-	var kToSlice []int
 	for ei := range res.Ears {
 		ear := &res.Ears[ei]
 		if ear.Laterality != analysis.Right && ear.Laterality != analysis.Left {
-			return nil, nil, fmt.Errorf("%w: ear laterality %q", ErrResult, ear.Laterality)
+			return nil, fmt.Errorf("%w: ear laterality %q", ErrResult, ear.Laterality)
 		}
 		if ear.Label == nil || len(ear.Label.Data) != ear.Label.Len() {
-			return nil, nil, fmt.Errorf("%w: %s ear has no label volume", ErrResult, ear.Laterality)
+			return nil, fmt.Errorf("%w: %s ear has no label volume", ErrResult, ear.Laterality)
 		}
-		ks, err := src.matchSlices(ear.Label.Grid)
+		place, err := src.placeLabel(ear.Label.Grid)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s ear: %w", ear.Laterality, err)
+			return nil, fmt.Errorf("%s ear: %w", ear.Laterality, err)
 		}
-		if kToSlice == nil {
-			kToSlice = ks
-		} else {
-			for k := range ks {
-				if ks[k] != kToSlice[k] {
-					return nil, nil, fmt.Errorf("%w: the ears' label grids differ", ErrResult)
-				}
-			}
-		}
+		ks := place.slices
 		plane := ear.Label.Size[0] * ear.Label.Size[1]
 		found := false
 		for _, st := range w.structures() {
-			p := segmentPlan{Segment: Segment{Structure: st}, ear: ear, side: sides[ei]}
+			p := segmentPlan{Segment: Segment{Structure: st}, ear: ear, side: sides[ei], place: place}
 			first, last, voxels := -1, -1, 0
 			for k := 0; k < ear.Label.Size[2]; k++ {
 				n := 0
@@ -253,10 +245,10 @@ func (w *Writer) planSegments(src *Source, res *analysis.Result) ([]segmentPlan,
 			found = true
 		}
 		if !found {
-			return nil, nil, fmt.Errorf("%w: the %s ear's label is empty", ErrResult, lateralityWord(ear.Laterality))
+			return nil, fmt.Errorf("%w: the %s ear's label is empty", ErrResult, lateralityWord(ear.Laterality))
 		}
 	}
-	return plans, kToSlice, nil
+	return plans, nil
 }
 
 // positionRank returns each source slice's 0-based rank along the normal.
@@ -311,7 +303,7 @@ func (w *Writer) SEG(src *Source, res *analysis.Result) (*SEG, error) {
 	if err := checkModel(res.Model); err != nil {
 		return nil, err
 	}
-	plans, kToSlice, err := w.planSegments(src, res)
+	plans, err := w.planSegments(src, res)
 	if err != nil {
 		return nil, err
 	}
@@ -424,21 +416,28 @@ func (w *Writer) SEG(src *Source, res *analysis.Result) (*SEG, error) {
 	for pi := range plans {
 		p := &plans[pi]
 		for _, k := range p.planes {
-			sl := src.Slices[kToSlice[k]]
-			perFrame = append(perFrame, frameItem(sl, p.Number, rank[kToSlice[k]]+1))
+			si := p.place.slices[k]
+			perFrame = append(perFrame, frameItem(src.Slices[si], p.Number, rank[si]+1))
 			frames = append(frames, frameRef{p, k})
 		}
 	}
 	d.seq(tag.PerFrameFunctionalGroupsSequence, perFrame...)
 	d.seq(tag.ReferencedSeriesSequence, referencedSeries(src))
 
+	// Each frame is a whole source slice; the label's rows are placed at
+	// its column and row (they cover a box of the slice, or all of it).
 	plane := src.Rows * src.Columns
 	pixels := make([]byte, packedLen(nframes*plane))
 	for fi, f := range frames {
-		base, bit := f.k*plane, fi*plane
-		for p, v := range f.plan.ear.Label.Data[base : base+plane] {
-			if f.plan.Structure.contains(v) && (f.plan.side == nil || f.plan.side(base+p)) {
-				setBit(pixels, bit+p)
+		lab := f.plan.ear.Label
+		nx := lab.Size[0]
+		for j := range lab.Size[1] {
+			base := lab.Index(0, j, f.k)
+			bit := fi*plane + (f.plan.place.row+j)*src.Columns + f.plan.place.column
+			for i, v := range lab.Data[base : base+nx] {
+				if f.plan.Structure.contains(v) && (f.plan.side == nil || f.plan.side(base+i)) {
+					setBit(pixels, bit+i)
+				}
 			}
 		}
 	}

@@ -404,3 +404,83 @@ func TestSEGSkipsMissingStructure(t *testing.T) {
 		t.Fatalf("%d measurement groups", len(groups))
 	}
 }
+
+// A label on a box of the source grid (as the analysis hands it: the
+// analysed box only) gives the SEG and SR of the same label on the whole
+// grid, byte for byte; a box that is off the source's pixels is refused.
+func TestSEGOfBoxLabel(t *testing.T) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			bc := tc.build(t)
+			wantSEG, wantSR, err := bc.writer.Write(bc.src, bc.res, bc.extras)
+			if err != nil {
+				t.Fatal(err)
+			}
+			boxed := *bc.res
+			boxed.Ears = append([]analysis.Ear(nil), bc.res.Ears...)
+			cropped := map[*volume.Volume[uint8]]*volume.Volume[uint8]{} // a shared label stays shared
+			for i := range boxed.Ears {
+				lab := boxed.Ears[i].Label
+				if cropped[lab] == nil {
+					c, err := volume.Crop(lab, nonZeroBox(lab, 1))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if c.Len() >= lab.Len() {
+						t.Fatalf("ear %d: box %v is the whole grid %v", i, c.Size, lab.Size)
+					}
+					cropped[lab] = c
+				}
+				boxed.Ears[i].Label = cropped[lab]
+			}
+			gotSEG, gotSR, err := bc.writer.Write(bc.src, &boxed, bc.extras)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(gotSEG.File, wantSEG.File) {
+				t.Error("SEG of the box labels differs from the SEG of the full-grid labels")
+			}
+			if !bytes.Equal(gotSR.File, wantSR.File) {
+				t.Error("SR of the box labels differs from the SR of the full-grid labels")
+			}
+
+			// Half a pixel off the source's pixels: no SEG.
+			off := *boxed.Ears[0].Label
+			off.Affine[0][3] += 0.5 * bc.src.PixelSpacing[1] * bc.src.ImageOrientationPatient[0]
+			off.Affine[1][3] += 0.5 * bc.src.PixelSpacing[1] * bc.src.ImageOrientationPatient[1]
+			off.Affine[2][3] += 0.5 * bc.src.PixelSpacing[1] * bc.src.ImageOrientationPatient[2]
+			bad := boxed
+			bad.Ears = append([]analysis.Ear(nil), boxed.Ears...)
+			bad.Ears[0].Label = &off
+			for i := 1; i < len(bad.Ears); i++ {
+				if boxed.Ears[i].Label == boxed.Ears[0].Label {
+					bad.Ears[i].Label = &off
+				}
+			}
+			if _, err := bc.writer.SEG(bc.src, &bad); !errors.Is(err, ErrSource) {
+				t.Errorf("label half a pixel off: err %v, want ErrSource", err)
+			}
+		})
+	}
+}
+
+// nonZeroBox is the box around the non-zero voxels of v grown by margin,
+// clipped to the grid.
+func nonZeroBox(v *volume.Volume[uint8], margin int) volume.Box {
+	b := volume.Box{Min: v.Size}
+	for idx, x := range v.Data {
+		if x == 0 {
+			continue
+		}
+		p := [3]int{idx % v.Size[0], idx / v.Size[0] % v.Size[1], idx / (v.Size[0] * v.Size[1])}
+		for a := range 3 {
+			b.Min[a] = min(b.Min[a], p[a])
+			b.Max[a] = max(b.Max[a], p[a]+1)
+		}
+	}
+	for a := range 3 {
+		b.Min[a] = max(b.Min[a]-margin, 0)
+		b.Max[a] = min(b.Max[a]+margin, v.Size[a])
+	}
+	return b
+}

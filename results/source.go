@@ -308,16 +308,27 @@ func (s *Source) Grid() volume.Grid {
 	}
 }
 
-// matchSlices maps each plane k of grid g to the source slice at the same
-// position, and checks that g has the source's in-plane geometry. The
-// label volumes are on the source grid; this catches a caller that hands a
-// label of another series or a resampled grid.
-func (s *Source) matchSlices(g volume.Grid) ([]int, error) {
-	if g.Size[0] != s.Columns || g.Size[1] != s.Rows {
-		return nil, fmt.Errorf("%w: label grid %dx%d, source matrix %d columns x %d rows", ErrSource, g.Size[0], g.Size[1], s.Columns, s.Rows)
+// labelPlace is where a label volume lies on the source series: the
+// source slice of each of its planes and the column and row of its voxel
+// (0, 0) in those slices.
+type labelPlace struct {
+	slices      []int // label plane k → index into Source.Slices
+	column, row int
+}
+
+// placeLabel finds where grid g lies on the source: each plane k of g on
+// the source slice at the same position, and g's voxel (0, 0, k) on a
+// pixel of that slice, the same column and row for every plane. It checks
+// that g has the source's in-plane geometry. A label covers the source
+// grid or a box of it (the analysed box; see analysis.Ear.Label); this
+// catches a caller that hands a label of another series or a resampled
+// grid.
+func (s *Source) placeLabel(g volume.Grid) (labelPlace, error) {
+	if g.Size[0] > s.Columns || g.Size[1] > s.Rows {
+		return labelPlace{}, fmt.Errorf("%w: label grid %dx%d, source matrix %d columns x %d rows", ErrSource, g.Size[0], g.Size[1], s.Columns, s.Rows)
 	}
-	if g.Size[2] != len(s.Slices) {
-		return nil, fmt.Errorf("%w: label grid has %d slices, source %d", ErrSource, g.Size[2], len(s.Slices))
+	if g.Size[2] > len(s.Slices) {
+		return labelPlace{}, fmt.Errorf("%w: label grid has %d slices, source %d", ErrSource, g.Size[2], len(s.Slices))
 	}
 	sp := g.Affine.Spacing()
 	tol := 1e-3 * math.Max(sp[0], sp[1])
@@ -327,29 +338,52 @@ func (s *Source) matchSlices(g volume.Grid) ([]int, error) {
 	rowDir, colDir := g.Affine.Direction(0), g.Affine.Direction(1)
 	for a := 0; a < 3; a++ {
 		if math.Abs(rowDir[a]-s.ImageOrientationPatient[a]) > 1e-4 || math.Abs(colDir[a]-s.ImageOrientationPatient[3+a]) > 1e-4 {
-			return nil, fmt.Errorf("%w: label grid orientation differs from the source's %v", ErrSource, s.ImageOrientationPatient)
+			return labelPlace{}, fmt.Errorf("%w: label grid orientation differs from the source's %v", ErrSource, s.ImageOrientationPatient)
 		}
 	}
 	if math.Abs(sp[0]-s.PixelSpacing[1]) > 1e-4 || math.Abs(sp[1]-s.PixelSpacing[0]) > 1e-4 {
-		return nil, fmt.Errorf("%w: label grid spacing %v, source pixel spacing %v", ErrSource, sp, s.PixelSpacing)
+		return labelPlace{}, fmt.Errorf("%w: label grid spacing %v, source pixel spacing %v", ErrSource, sp, s.PixelSpacing)
 	}
-	out := make([]int, g.Size[2])
+	// The in-plane steps of the source, along a row (next column) and
+	// down a column (next row).
+	var colStep, rowStep [3]float64
+	for a := range 3 {
+		colStep[a] = s.ImageOrientationPatient[a] * s.PixelSpacing[1]
+		rowStep[a] = s.ImageOrientationPatient[3+a] * s.PixelSpacing[0]
+	}
+	pl := labelPlace{slices: make([]int, g.Size[2])}
 	used := make([]bool, len(s.Slices))
-	for k := range out {
+	for k := range pl.slices {
 		p := g.Affine.Apply([3]float64{0, 0, float64(k)})
 		found := -1
 		for i, sl := range s.Slices {
+			if used[i] {
+				continue
+			}
 			d := [3]float64{p[0] - sl.ImagePositionPatient[0], p[1] - sl.ImagePositionPatient[1], p[2] - sl.ImagePositionPatient[2]}
-			if !used[i] && math.Sqrt(dot(d, d)) <= tol+1e-3 {
+			c := int(math.Round(dot(d, colStep) / dot(colStep, colStep)))
+			r := int(math.Round(dot(d, rowStep) / dot(rowStep, rowStep)))
+			if k > 0 && (c != pl.column || r != pl.row) {
+				continue
+			}
+			for a := range 3 {
+				d[a] -= float64(c)*colStep[a] + float64(r)*rowStep[a]
+			}
+			if math.Sqrt(dot(d, d)) <= tol+1e-3 {
 				found = i
+				pl.column, pl.row = c, r
 				break
 			}
 		}
 		if found < 0 {
-			return nil, fmt.Errorf("%w: label plane %d at %v matches no source slice", ErrSource, k, p)
+			return labelPlace{}, fmt.Errorf("%w: label plane %d at %v matches no source slice", ErrSource, k, p)
 		}
 		used[found] = true
-		out[k] = found
+		pl.slices[k] = found
 	}
-	return out, nil
+	if pl.column < 0 || pl.row < 0 || pl.column+g.Size[0] > s.Columns || pl.row+g.Size[1] > s.Rows {
+		return labelPlace{}, fmt.Errorf("%w: label grid %dx%d at column %d, row %d exceeds the source matrix %d columns x %d rows",
+			ErrSource, g.Size[0], g.Size[1], pl.column, pl.row, s.Columns, s.Rows)
+	}
+	return pl, nil
 }

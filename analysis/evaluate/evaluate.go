@@ -152,7 +152,11 @@ func Run(ctx context.Context, a *analysis.Analyzer, c Case) (*CaseResult, error)
 	cr.Correct = res.Status == analysis.StatusDone
 	pred := volume.New[uint8](ct.Grid)
 	for _, e := range res.Ears {
-		for i, v := range e.Label.Data {
+		lab, err := e.LabelOn(ct.Grid)
+		if err != nil {
+			return nil, fmt.Errorf("evaluate: case %s: %w", c.ID, err)
+		}
+		for i, v := range lab.Data {
 			if v != 0 {
 				pred.Data[i] = 1
 			}

@@ -22,7 +22,7 @@ func (c *coarse) patient(i, j, k int) [3]float64 {
 
 // coarsen averages blocks of about stepMM along each axis over the index box
 // of v. Axes already coarser than the step are kept as they are.
-func coarsen(v *volume.Volume[float32], box [2][3]int, stepMM float64) *coarse {
+func coarsen[T volume.Scalar](v *volume.Volume[T], box [2][3]int, stepMM float64) *coarse {
 	sp := v.Affine.Spacing()
 	var f, n [3]int
 	for a := range 3 {
@@ -39,7 +39,7 @@ func coarsen(v *volume.Volume[float32], box [2][3]int, stepMM float64) *coarse {
 			base := c.index(0, cj, ck)
 			for i := box[0][0]; i < box[1][0]; i++ {
 				ci := (i - box[0][0]) / f[0]
-				c.data[base+ci] += row[i]
+				c.data[base+ci] += float32(row[i])
 				count[base+ci]++
 			}
 		}

@@ -98,10 +98,12 @@ const (
 var ErrNoBone = errors.New("roi: no dense bone in the volume")
 
 // Find returns the inner ears of v (values in HU or the scanner's units),
-// at most one per side, ordered right then left. An empty result with a nil
+// at most one per side, ordered right then left. The voxel type is the
+// volume's as loaded (int16 HU halve the memory of float32); the search
+// averages in float32 either way. An empty result with a nil
 // error means the volume has dense bone but nothing that looks like an inner
 // ear.
-func Find(v *volume.Volume[float32], opt Options) ([]Candidate, error) {
+func Find[T volume.Scalar](v *volume.Volume[T], opt Options) ([]Candidate, error) {
 	if err := v.Validate(); err != nil {
 		return nil, err
 	}
@@ -283,7 +285,7 @@ func boxAroundClipped(g volume.Grid, p [3]float64, half float64) ([2][3]int, boo
 // sideFromAir tells the side of a single ear from where the air is: the
 // middle ear and the mastoid lie lateral to the labyrinth, so the air near
 // it is on the lateral side, and lateral is +x for a left ear.
-func sideFromAir(v *volume.Volume[float32], centre [3]float64, lv levels) Side {
+func sideFromAir[T volume.Scalar](v *volume.Volume[T], centre [3]float64, lv levels) Side {
 	c := coarsen(v, boxAround(v.Grid, centre, 2*airSearchMM), 1.0)
 	var sum, n float64
 	for k := range c.size[2] {

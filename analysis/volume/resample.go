@@ -253,3 +253,51 @@ func rsSub(a, b [3]float64) [3]float64 { return [3]float64{a[0] - b[0], a[1] - b
 func rsCross(a, b [3]float64) [3]float64 {
 	return [3]float64{a[1]*b[2] - a[2]*b[1], a[2]*b[0] - a[0]*b[2], a[0]*b[1] - a[1]*b[0]}
 }
+
+// BoxIn returns the box of parent that g covers when g is a sub-grid of
+// parent (as parent.Sub(box) makes it): the same axes and spacings, its
+// voxel (0,0,0) on a voxel centre of parent, and every voxel inside parent.
+// It reports false otherwise. A label kept only on the box it covers is
+// placed back on its source grid this way.
+func (g Grid) BoxIn(parent Grid) (Box, bool) {
+	for r := range 3 {
+		for c := range 3 {
+			if math.Abs(g.Affine[r][c]-parent.Affine[r][c]) > 1e-6*math.Max(1, math.Abs(parent.Affine[r][c])) {
+				return Box{}, false
+			}
+		}
+	}
+	inv, err := parent.Affine.Inverse()
+	if err != nil {
+		return Box{}, false
+	}
+	o := inv.Apply(g.Affine.Origin())
+	var b Box
+	for ax := range 3 {
+		d := math.Round(o[ax])
+		if math.Abs(o[ax]-d) > 1e-3 {
+			return Box{}, false
+		}
+		b.Min[ax] = int(d)
+		b.Max[ax] = b.Min[ax] + g.Size[ax]
+		if b.Min[ax] < 0 || b.Max[ax] > parent.Size[ax] {
+			return Box{}, false
+		}
+	}
+	return b, true
+}
+
+// Paste copies src into dst where src lies on dst's grid (see BoxIn).
+func Paste[T Scalar](dst, src *Volume[T]) error {
+	b, ok := src.BoxIn(dst.Grid)
+	if !ok {
+		return fmt.Errorf("volume: grid %v is not a sub-grid of %v", src.Size, dst.Size)
+	}
+	n := src.Size[0]
+	for k := 0; k < src.Size[2]; k++ {
+		for j := 0; j < src.Size[1]; j++ {
+			copy(dst.Data[dst.Index(b.Min[0], b.Min[1]+j, b.Min[2]+k):][:n], src.Data[src.Index(0, j, k):][:n])
+		}
+	}
+	return nil
+}

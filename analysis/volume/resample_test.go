@@ -175,3 +175,64 @@ func TestIsotropicGrid(t *testing.T) {
 		}
 	}
 }
+
+func TestBoxInAndPaste(t *testing.T) {
+	g := testGrid()
+	src := New[uint8](g)
+	for i := range src.Data {
+		src.Data[i] = uint8(i%250 + 1)
+	}
+	for _, tc := range []struct {
+		name string
+		box  Box
+	}{
+		{"inner", Box{Min: [3]int{2, 1, 1}, Max: [3]int{6, 3, 4}}},
+		{"whole", g.Bounds()},
+		{"corner voxel", Box{Min: [3]int{8, 6, 4}, Max: [3]int{9, 7, 5}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Crop(src, tc.box)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, ok := c.BoxIn(g)
+			if !ok || b != tc.box {
+				t.Fatalf("BoxIn = %v, %v; want %v", b, ok, tc.box)
+			}
+			dst := New[uint8](g)
+			if err := Paste(dst, c); err != nil {
+				t.Fatal(err)
+			}
+			for k := range g.Size[2] {
+				for j := range g.Size[1] {
+					for i := range g.Size[0] {
+						want := uint8(0)
+						if i >= b.Min[0] && i < b.Max[0] && j >= b.Min[1] && j < b.Max[1] && k >= b.Min[2] && k < b.Max[2] {
+							want = src.At(i, j, k)
+						}
+						if got := dst.At(i, j, k); got != want {
+							t.Fatalf("(%d,%d,%d) = %d, want %d", i, j, k, got, want)
+						}
+					}
+				}
+			}
+		})
+	}
+	half := g
+	half.Affine = g.Affine.Shift([3]int{0, 0, 0})
+	half.Affine[0][3] += 0.5 * g.Affine[0][0]
+	half.Size = [3]int{2, 2, 2}
+	other := g
+	other.Affine[0][0] *= 2
+	other.Size = [3]int{2, 2, 2}
+	big := g
+	big.Size[0]++
+	for name, sub := range map[string]Grid{"half a voxel off": half, "other spacing": other, "larger": big} {
+		if b, ok := sub.BoxIn(g); ok {
+			t.Errorf("%s: BoxIn = %v, want false", name, b)
+		}
+		if err := Paste(New[uint8](g), New[uint8](sub)); err == nil {
+			t.Errorf("%s: Paste succeeded", name)
+		}
+	}
+}

@@ -29,12 +29,14 @@ func (m *ModelAnalyzer) Model() analysis.Model { return m.A.Manifest.ModelInfo()
 
 // Analyze implements Analyzer: the files become one CT volume (errors
 // there are analysis.ErrInput, not retried) and the pipeline runs on it.
+// The volume is int16 HU where the series' values allow it, half the
+// memory of float32 for the same result.
 func (m *ModelAnalyzer) Analyze(ctx context.Context, files []string) (*analysis.Result, error) {
-	in, err := analysis.LoadInput(ctx, files)
+	in, err := analysis.LoadInputWith(ctx, files, analysis.LoadOptions{Int16: true})
 	if err != nil {
 		return nil, err
 	}
-	return m.A.Analyze(ctx, in.CT)
+	return m.A.AnalyzeInput(ctx, in)
 }
 
 // Close releases the ONNX Runtime session.
