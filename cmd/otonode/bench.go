@@ -10,7 +10,6 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -60,12 +59,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	paperChunks := fs.Int("paper-chunks", 2, "chunks of the paper's protocol to time (0: all) before extrapolating")
 	path := fs.String("path", "", "internal: run one path (paper or otonode) and print JSON")
 	ttaFlags := addTTAFlags(fs)
-	memLimit := fs.Int("memory-limit-mb", 0, "soft memory limit of each path's process (runtime/debug.SetMemoryLimit; 0: none): the Go heap may otherwise grow to twice what is live before a collection")
+	memLimit := fs.Int("memory-limit-mb", 0, "soft memory limit of each path's process in MiB (runtime/debug.SetMemoryLimit): the Go heap may otherwise grow to twice what is live before a collection; 0: otonode's path gets otonode analyze's default, the paper's none; -1: none")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *memLimit > 0 {
-		debug.SetMemoryLimit(int64(*memLimit) << 20)
+	switch {
+	case *path == "otonode":
+		setMemoryLimit(*memLimit)
+	case *path != "" && *memLimit > 0:
+		setMemoryLimit(*memLimit)
 	}
 	var opts analysis.Options
 	ttaFlags.apply(&opts)
@@ -122,7 +124,9 @@ func benchPath(ctx context.Context, path, model, input, ortLib string, paperChun
 	r := &benchRun{Path: path, Stages: map[string]float64{}, Measured: true}
 	r.LoadAvg[0] = loadAvg()
 	t0 := time.Now()
-	in, err := analysis.LoadInput(ctx, []string{input})
+	// otonode's path reads int16 HU where the values allow it, as
+	// otonode analyze and the worker do; the paper's path works in float32.
+	in, err := analysis.LoadInputWith(ctx, []string{input}, analysis.LoadOptions{Int16: path == "otonode"})
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +143,7 @@ func benchPath(ctx context.Context, path, model, input, ortLib string, paperChun
 	start := time.Now()
 	switch path {
 	case "otonode":
-		res, err := a.Analyze(ctx, in.CT)
+		res, err := a.AnalyzeInput(ctx, in)
 		if err != nil {
 			return nil, err
 		}

@@ -35,6 +35,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ncfg := bindNodeConfig(fs, "YAML configuration file (the node's, so both agree on database, NATS and prefix)")
 	natsURL := fs.String("nats", "", "NATS URL, short for --nats.url (required: the worker cannot reach an embedded server in-process)")
 	withParent := fs.Bool("exit-with-parent", false, "exit when the parent process goes away (set by otonode serve's supervisor)")
+	memLimit := fs.Int("memory-limit-mb", 0, memoryLimitUsage())
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: otonode worker [--config FILE] --nats URL [--database postgres://…] [--worker.SETTING VALUE ...]
 
@@ -64,6 +65,9 @@ variables, flags).`)
 	log, err := scp.NewLogger(stderr, cfg.Log)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if line := setMemoryLimit(*memLimit); line != "" {
+		log.Info(line)
 	}
 	if *withParent {
 		var cancel context.CancelFunc
