@@ -83,11 +83,7 @@ func (x *Index) RecordInstance(ctx context.Context, in Instance) (Recorded, erro
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, x.q(`INSERT INTO instances (sop_instance_uid, version, series_instance_uid,
-			sop_class_uid, instance_number, acquisition_number, transfer_syntax_uid, specific_character_set,
-			image_type, slice_thickness, image_position, image_orientation, pixel_spacing, rows_, columns_,
-			number_of_frames, location, size, sha256, source_ae, is_result, revision, received_at)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`),
+		res, err := x.execPrepared(ctx, tx, qInsertInstance,
 			a.SOPInstanceUID, in.Version, a.SeriesInstanceUID, a.SOPClassUID, nullInt(a.InstanceNumber),
 			nullInt(a.AcquisitionNumber), a.TransferSyntaxUID, join(a.SpecificCharacterSet), join(a.ImageType),
 			nullFloat(a.SliceThickness), floats(a.ImagePositionPatient), floats(a.ImageOrientationPatient),
@@ -101,7 +97,7 @@ func (x *Index) RecordInstance(ctx context.Context, in Instance) (Recorded, erro
 			return nil
 		}
 		var state State
-		if err := tx.QueryRowContext(ctx, x.q(`SELECT state FROM series_state WHERE series_instance_uid = ? AND revision = ?`),
+		if err := x.queryRowPrepared(ctx, tx, qSeriesState,
 			a.SeriesInstanceUID, rev).Scan(&state); err != nil {
 			return fmt.Errorf("index: read series state: %w", err)
 		}
@@ -132,9 +128,7 @@ func (x *Index) RecordInstance(ctx context.Context, in Instance) (Recorded, erro
 			}
 		}
 		at := micros(in.ReceivedAt)
-		if _, err := tx.ExecContext(ctx, x.q(`UPDATE series_state SET instance_count = instance_count + 1,
-			last_instance_at = CASE WHEN last_instance_at > ? THEN last_instance_at ELSE ? END, updated_at = ?
-			WHERE series_instance_uid = ? AND revision = ?`),
+		if _, err := x.execPrepared(ctx, tx, qCountSeriesState,
 			at, at, at, a.SeriesInstanceUID, rec.Revision); err != nil {
 			return fmt.Errorf("index: update series state: %w", err)
 		}
@@ -143,8 +137,7 @@ func (x *Index) RecordInstance(ctx context.Context, in Instance) (Recorded, erro
 		if in.Version > 1 {
 			newSOP = 0
 		}
-		if _, err := tx.ExecContext(ctx, x.q(`UPDATE series SET instance_count = instance_count + ?,
-			expected_count = COALESCE(?, expected_count) WHERE series_instance_uid = ?`),
+		if _, err := x.execPrepared(ctx, tx, qCountSeries,
 			newSOP, nullInt(expected(a)), a.SeriesInstanceUID); err != nil {
 			return fmt.Errorf("index: update series: %w", err)
 		}
@@ -154,6 +147,27 @@ func (x *Index) RecordInstance(ctx context.Context, in Instance) (Recorded, erro
 		return Recorded{}, err
 	}
 	return rec, nil
+}
+
+// The statements of RecordInstance that every instance runs, prepared
+// at open (recordQueries).
+const (
+	qLockSeries     = `SELECT current_revision FROM series WHERE series_instance_uid = ?`
+	qInsertInstance = `INSERT INTO instances (sop_instance_uid, version, series_instance_uid,
+			sop_class_uid, instance_number, acquisition_number, transfer_syntax_uid, specific_character_set,
+			image_type, slice_thickness, image_position, image_orientation, pixel_spacing, rows_, columns_,
+			number_of_frames, location, size, sha256, source_ae, is_result, revision, received_at)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`
+	qSeriesState      = `SELECT state FROM series_state WHERE series_instance_uid = ? AND revision = ?`
+	qCountSeriesState = `UPDATE series_state SET instance_count = instance_count + 1,
+			last_instance_at = CASE WHEN last_instance_at > ? THEN last_instance_at ELSE ? END, updated_at = ?
+			WHERE series_instance_uid = ? AND revision = ?`
+	qCountSeries = `UPDATE series SET instance_count = instance_count + ?,
+			expected_count = COALESCE(?, expected_count) WHERE series_instance_uid = ?`
+)
+
+func (x *Index) recordQueries() []string {
+	return []string{qLockSeries + x.d.forUpdate, qInsertInstance, qSeriesState, qCountSeriesState, qCountSeries}
 }
 
 // expected is the instance count the data announces, if any.
@@ -169,7 +183,7 @@ func expected(a *header.Attributes) *int {
 // lockSeries locks the series row and returns its current revision.
 func (x *Index) lockSeries(ctx context.Context, tx *sql.Tx, seriesUID string) (int, error) {
 	var rev int
-	err := tx.QueryRowContext(ctx, x.q(`SELECT current_revision FROM series WHERE series_instance_uid = ?`+x.d.forUpdate), seriesUID).Scan(&rev)
+	err := x.queryRowPrepared(ctx, tx, qLockSeries+x.d.forUpdate, seriesUID).Scan(&rev)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("%w: series %s", ErrNotFound, seriesUID)
 	}
