@@ -77,6 +77,11 @@ func (rt *Runtime) Load(path string, spec Spec, opt Options) (*Model, error) {
 	if err := so.SetInterOpNumThreads(1); err != nil {
 		return nil, fmt.Errorf("infer: threads: %w", err)
 	}
+	if !opt.Spin {
+		if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			return nil, fmt.Errorf("infer: thread spinning: %w", err)
+		}
+	}
 	if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll); err != nil {
 		return nil, fmt.Errorf("infer: graph optimisation: %w", err)
 	}
