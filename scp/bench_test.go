@@ -150,6 +150,7 @@ func TestBenchIngest(t *testing.T) {
 		c.Storage.Fsync = fsync
 		c.Completion.QuietPeriod = 2 * time.Second
 		c.DICOM.MaxPDULength = config.Default().DICOM.MaxPDULength
+		c.Storage.Segments = config.Default().Storage.Segments
 		n := startNode(t, c)
 		var r result
 		for i, sp := range []struct {

@@ -187,6 +187,7 @@ func testConfig(t testing.TB) config.Config {
 	c.Completion.QuietPeriod = 300 * time.Millisecond
 	c.Completion.StudySettle = 300 * time.Millisecond
 	c.Storage.MinFreeBytes = 0
+	c.Storage.Segments = 2 // nodes in tests hold little; their segments cost less to make
 	c.Selection.MinInstances = 4
 	return c
 }

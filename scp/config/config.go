@@ -123,6 +123,12 @@ type Storage struct {
 	// MaxBytes is a quota on the instance files under the data directory
 	// (0: none); above it the node refuses like above MinFreeBytes.
 	MaxBytes int64 `yaml:"max_bytes"`
+	// Segments is how many 16 MiB segments (the journal an instance is
+	// durable in before its own file is written) the node makes ready at
+	// its first start: the default 16 hold a 400-slice 512² series, which
+	// then arrives at full speed into a new node; a stream that outgrows
+	// them makes more on its way (at most 24).
+	Segments int `yaml:"segments"`
 }
 
 // Selection decides which complete series are analysed (routing rules) and,
@@ -166,7 +172,7 @@ func Default() Config {
 		HTTP: HTTP{Listen: "127.0.0.1:8080"},
 		Completion: Completion{QuietPeriod: 2 * time.Second, Inactivity: 30 * time.Second, StudySettle: 5 * time.Second,
 			ReconcileAfter: 2 * time.Minute},
-		Storage: Storage{MinFreeBytes: 1 << 30, Fsync: true},
+		Storage: Storage{MinFreeBytes: 1 << 30, Fsync: true, Segments: 16},
 		Selection: Selection{
 			Modalities:        []string{"CT"},
 			MaxSliceThickness: 1.5,
@@ -233,6 +239,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Webhook.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Storage.Segments < 1 || c.Storage.Segments > 24 {
+		bad("storage.segments must be between 1 and 24")
 	}
 	if c.Storage.RetainSourceDays < 0 {
 		bad("storage.retain_source_days must be >= 0")

@@ -82,7 +82,8 @@ type entry struct {
 	done     chan struct{} // closed once the instance is a durable file
 }
 
-// segmentsReady is how many segments Open prepares. maxSegments bounds
+// segmentsReady is how many segments Open prepares unless Options say
+// otherwise. maxSegments bounds
 // them (and their disk space, maxSegments × SegmentSize): when all are
 // full, writers wait for the materialiser.
 const (
@@ -127,7 +128,11 @@ func openJournal(ctx context.Context, l *Local) (*journal, error) {
 			return nil, err
 		}
 	}
-	for len(j.all) < segmentsReady {
+	ready := l.opt.Segments
+	if ready <= 0 {
+		ready = segmentsReady
+	}
+	for len(j.all) < min(ready, maxSegments) {
 		s, err := j.create()
 		if err != nil {
 			return nil, err
@@ -155,9 +160,12 @@ func (j *journal) recover(ctx context.Context, name string) error {
 		return nil
 	}
 	s := &segment{f: f, epoch: h.epoch, hdr: h}
+	if j.sync() {
+		s.direct = openDirect(j.l.fs, name)
+	}
 	ents, err := scanSegment(f, h, j.l.checkFileLocation, j.l.log())
 	if err != nil {
-		f.Close()
+		s.close()
 		return fmt.Errorf("files: read segment %s: %w", name, err)
 	}
 	for _, e := range ents {
@@ -166,26 +174,27 @@ func (j *journal) recover(ctx context.Context, name string) error {
 	for len(ents) > 0 {
 		n := min(len(ents), maxBatch)
 		if err := j.materialise(ctx, ents[:n]); err != nil {
-			f.Close()
+			s.close()
 			return fmt.Errorf("files: replay segment %s: %w", name, err)
 		}
 		ents = ents[n:]
 	}
 	if err := j.restart(s); err != nil {
-		f.Close()
+		s.close()
 		return err
 	}
-	s.direct = openDirect(j.l.fs, name)
 	j.all = append(j.all, s)
 	j.free = append(j.free, s)
 	return nil
 }
 
-// create makes a new segment: its whole size allocated (so that writes
-// into it change no file size and allocate no blocks), a header, durable
-// with its directory entry. Until a segment has been written over once,
-// its blocks are unwritten extents, and the first fdatasync into each
-// converts some (a journal commit); later rounds are plain overwrites.
+// create makes a new segment: its whole size written with zeros (direct
+// I/O where records go that way, so no page cache is filled), a header,
+// durable with its directory entry. Blocks that were only allocated
+// (fallocate) would be unwritten extents, and every fdatasync after a
+// record into them would also commit their conversion to the file
+// system's journal; written blocks make a record's fdatasync the device
+// flush alone, from the first round on.
 func (j *journal) create() (*segment, error) {
 	j.mu.Lock()
 	name := filepath.Join(j.dir, fmt.Sprintf("%08d.seg", j.next))
@@ -196,11 +205,14 @@ func (j *journal) create() (*segment, error) {
 		return nil, storageErr("create segment", err)
 	}
 	s := &segment{f: f}
-	fail := func(what string, err error) (*segment, error) {
-		return nil, errors.Join(storageErr(what, err), f.Close(), j.l.fs.Remove(name))
+	if j.sync() {
+		s.direct = openDirect(j.l.fs, name)
 	}
-	if err := allocate(f, j.size); err != nil {
-		return fail("allocate segment", err)
+	fail := func(what string, err error) (*segment, error) {
+		return nil, errors.Join(storageErr(what, err), s.close(), j.l.fs.Remove(name))
+	}
+	if err := zeroFill(s.recordFile(), j.size); err != nil {
+		return fail("write segment", err)
 	}
 	if s.epoch, err = newEpoch(); err != nil {
 		return fail("segment epoch", err)
@@ -218,7 +230,6 @@ func (j *journal) create() (*segment, error) {
 		}
 	}
 	s.end = segDataStart
-	s.direct = openDirect(j.l.fs, name)
 	return s, nil
 }
 
@@ -256,6 +267,11 @@ func (j *journal) restart(s *segment) error {
 	e, err := newEpoch()
 	if err != nil {
 		return err
+	}
+	if s.direct != nil {
+		// Pages that buffered reads left (replay, comparisons) would
+		// have to be dropped by each direct write into their range.
+		dropCache(s.f)
 	}
 	h := segHeader{seq: s.hdr.seq + 1, epoch: e, mark: segDataStart}
 	if err := j.writeHeader(s, h); err != nil {

@@ -66,6 +66,12 @@ type Options struct {
 	MaxBytes int64
 	// SegmentSize is the size of a segment file (0: DefaultSegmentSize).
 	SegmentSize int64
+	// Segments is how many segments Open makes ready (written with
+	// zeros) if there are fewer (0: 2). Instances go into ready segments
+	// at full speed; a stream that outgrows them makes more on its way,
+	// each costing a segment's write (up to 24 in all). A node sets it to
+	// hold a series, at the price of that disk space.
+	Segments int
 	// Log receives what replay refuses (nil: discarded).
 	Log *slog.Logger
 }

@@ -154,6 +154,9 @@ func (j *journal) materialise(ctx context.Context, ents []*entry) error {
 	}()
 	dirs := map[string]bool{}
 	buf := make([]byte, copyBufSize)
+	dp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(dp)
+	dbuf := *dp
 	h := sha256.New()
 	hashed := make([]Hashed, 0, len(ents))
 	for _, e := range ents {
@@ -182,12 +185,12 @@ func (j *journal) materialise(ctx context.Context, ents []*entry) error {
 		files = append(files, f)
 		// The SHA-256 of the data set is computed here, off the path to
 		// the C-STORE-RSP, from the bytes being copied anyway.
-		src := io.NewSectionReader(e.seg.f, e.off+recHeaderSize, e.rec.size)
+		start := e.off + recHeaderSize
 		h.Reset()
-		n, err := io.CopyBuffer(struct{ io.Writer }{f}, io.LimitReader(src, e.rec.dataOffset), buf)
+		n, err := io.CopyBuffer(struct{ io.Writer }{f}, e.seg.section(start, e.rec.dataOffset, dbuf), buf)
 		if err == nil {
 			var k int64
-			k, err = io.CopyBuffer(io.MultiWriter(f, h), src, buf)
+			k, err = io.CopyBuffer(io.MultiWriter(f, h), e.seg.section(start+e.rec.dataOffset, e.rec.size-e.rec.dataOffset, dbuf), buf)
 			n += k
 		}
 		if err != nil || n != e.rec.size {

@@ -174,3 +174,73 @@ func (rw *recordWriter) release() {
 	}
 	rw.head, rw.tail = nil, nil
 }
+
+// section reads n bytes of the segment from off: by aligned direct reads
+// into buf (recChunk bytes from chunkPool) where the segment has a direct
+// descriptor, so that reading records back fills no page cache either
+// (and the next round's direct writes find no cached pages to drop).
+func (s *segment) section(off, n int64, buf []byte) io.Reader {
+	if s.direct == nil {
+		return io.NewSectionReader(s.f, off, n)
+	}
+	return &directReader{f: s.direct, pos: off, end: off + n, buf: buf}
+}
+
+// directReader reads [pos, end) of a file open for direct I/O.
+type directReader struct {
+	f        File
+	pos, end int64
+	buf, cur []byte
+}
+
+// fill reads the aligned chunk that holds pos into buf.
+func (r *directReader) fill() error {
+	if r.pos >= r.end {
+		return io.EOF
+	}
+	base := r.pos &^ (directAlign - 1)
+	k := min(int64(len(r.buf)), alignUp(r.end-base))
+	n, err := r.f.ReadAt(r.buf[:k], base)
+	have := min(base+int64(n), r.end)
+	if have <= r.pos {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	r.cur = r.buf[r.pos-base : have-base]
+	return nil
+}
+
+func (r *directReader) Read(p []byte) (int, error) {
+	if len(r.cur) == 0 {
+		if err := r.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	r.pos += int64(n)
+	return n, nil
+}
+
+// WriteTo hands w the chunks as read, without another copy.
+func (r *directReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if len(r.cur) == 0 {
+			if err := r.fill(); errors.Is(err, io.EOF) {
+				return total, nil
+			} else if err != nil {
+				return total, err
+			}
+		}
+		n, err := w.Write(r.cur)
+		total += int64(n)
+		r.cur = r.cur[n:]
+		r.pos += int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+}

@@ -11,11 +11,11 @@ import (
 	"log/slog"
 )
 
-// A segment is a file in seg/ whose space is allocated when it is made, so
-// that storing an instance into it is one write inside the file's size and
-// one fdatasync: no new inode, no directory entry, no block allocation,
-// hence (once the segment has been written over) no journal commit to
-// wait for before the C-STORE-RSP. The layout:
+// A segment is a file in seg/ whose space is written with zeros when it is
+// made, so that storing an instance into it is one write inside the file's
+// size and one fdatasync: no new inode, no directory entry, no block
+// allocation or unwritten extent, hence no journal commit to wait for
+// before the C-STORE-RSP. The layout:
 //
 //	0, 512       two header slots: magic, sequence number, epoch, mark,
 //	             CRC-32C. The valid slot with the higher sequence number is
@@ -60,11 +60,15 @@ func newEpoch() (epoch, error) {
 	return e, err
 }
 
-// writeZeros fills the first size bytes of f with zeros.
-func writeZeros(f File, size int64) error {
-	zeros := make([]byte, 1<<20)
+// zeroFill writes zeros over the first size bytes of f, in aligned
+// chunks (f may be open for direct I/O).
+func zeroFill(f File, size int64) error {
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	zeros := *bp
+	clear(zeros)
 	for off := int64(0); off < size; off += int64(len(zeros)) {
-		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), size-off)], off); err != nil {
+		if _, err := f.WriteAt(zeros[:alignUp(min(int64(len(zeros)), size-off))], off); err != nil {
 			return err
 		}
 	}

@@ -29,25 +29,6 @@ func datasync(f File) error {
 	return serr
 }
 
-// allocate gives f size bytes of allocated space (fallocate(2)), or
-// writes zeros where that is not supported.
-func allocate(f File, size int64) error {
-	if sc, ok := f.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			var ferr error
-			if err := rc.Control(func(fd uintptr) {
-				ferr = ignoringEINTR(func() error { return unix.Fallocate(int(fd), 0, 0, size) })
-			}); err == nil && ferr == nil {
-				return nil
-			}
-			if ferr != nil && ferr != unix.EOPNOTSUPP {
-				return ferr
-			}
-		}
-	}
-	return writeZeros(f, size)
-}
-
 // startWriteback asks the kernel to start writing f's dirty pages, without
 // waiting (sync_file_range(2) SYNC_FILE_RANGE_WRITE). Started for a batch
 // of new files before their fsyncs, it lets one journal commit carry the
@@ -79,4 +60,16 @@ func openDirect(fsys FS, name string) File {
 		return nil
 	}
 	return f
+}
+
+// dropCache asks the kernel to drop f's clean cached pages
+// (POSIX_FADV_DONTNEED). It is a hint: errors are ignored.
+func dropCache(f File) {
+	sc, ok := f.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if rc, err := sc.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED) })
+	}
 }

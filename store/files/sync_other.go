@@ -13,8 +13,8 @@ func datasync(f File) error {
 // startWriteback is a no-op where sync_file_range(2) does not exist.
 func startWriteback(File) {}
 
-// allocate writes zeros over size bytes of f.
-func allocate(f File, size int64) error { return writeZeros(f, size) }
-
 // openDirect returns nil: O_DIRECT is used on Linux only.
 func openDirect(FS, string) File { return nil }
+
+// dropCache is a no-op here.
+func dropCache(File) {}
