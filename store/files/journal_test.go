@@ -135,7 +135,15 @@ func TestJournalConcurrentSameInstance(t *testing.T) {
 // materialiser got to them.
 type brokenFS struct {
 	OS
-	only string
+	only  string
+	plain bool // refuses to open files for direct I/O (or with any other extra flag)
+}
+
+func (b brokenFS) OpenFile(name string, flag int) (File, error) {
+	if b.plain && flag&^(os.O_RDWR|os.O_CREATE|os.O_EXCL) != 0 {
+		return nil, errors.New("injected: no direct I/O here")
+	}
+	return b.OS.OpenFile(name, flag)
 }
 
 func (b brokenFS) Rename(oldname, newname string) error {

@@ -34,8 +34,14 @@ func sizedDataSet(t *testing.T, sop string, size int) []byte {
 // changes shape (one write, a first chunk exactly full, several chunks):
 // the locator sees the payload, the instance file is the Part 10 file, a
 // re-send is a duplicate, and a replay from the segments gives the same
-// files.
+// files; with direct I/O and on a file system without it.
 func TestJournalRecordSizes(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) { testRecordSizes(t, plain) })
+	}
+}
+
+func testRecordSizes(t *testing.T, plain bool) {
 	head := recChunk - recHeaderSize // payload that fills the first chunk
 	sizes := []int{head - 2*directAlign, head, head + 2, recChunk, 3*recChunk + 1000, 3*recChunk + head}
 	ctx := context.Background()
@@ -43,7 +49,7 @@ func TestJournalRecordSizes(t *testing.T) {
 	// First into a store that cannot write instance files: the records
 	// stay in the segments, replayed by the next Open. Then into that one,
 	// whose files are written in the background.
-	l, err := Open(ctx, dir, Options{FS: brokenFS{}})
+	l, err := Open(ctx, dir, Options{FS: brokenFS{plain: plain}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,9 +89,12 @@ func TestJournalRecordSizes(t *testing.T) {
 		}
 		return puts
 	}
+	if got := l.j.all[0].direct != nil; got == plain {
+		t.Fatalf("direct I/O %v, want %v", got, !plain)
+	}
 	replayed = store(l, "9")
 	l.Close()
-	l2, err := Open(ctx, dir, Options{})
+	l2, err := Open(ctx, dir, Options{FS: brokenFS{plain: plain, only: "none"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package files
 
 import (
+	"errors"
 	"os"
 	"syscall"
 
@@ -53,10 +54,16 @@ func ignoringEINTR(fn func() error) error {
 
 // openDirect opens name for writes that bypass the page cache (O_DIRECT),
 // or returns nil where the file system refuses them (then the segment's
-// buffered descriptor is written instead).
+// buffered descriptor is written instead). An aligned read of the first
+// block finds a file system that opens with O_DIRECT but wants another
+// alignment than directAlign.
 func openDirect(fsys FS, name string) File {
 	f, err := fsys.OpenFile(name, os.O_RDWR|unix.O_DIRECT)
 	if err != nil {
+		return nil
+	}
+	if _, err := f.ReadAt(alignedBuf(directAlign), 0); errors.Is(err, syscall.EINVAL) {
+		f.Close()
 		return nil
 	}
 	return f
