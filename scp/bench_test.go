@@ -34,8 +34,7 @@ import (
 // files after the stream; the sender's time is what the ratios compare,
 // the time until the files are written too is printed beside it. The
 // series is stored into a new node, then a second series into the same
-// node: a new node's segments are fallocated, and the first fdatasync into
-// such blocks also commits their conversion to the file system journal.
+// node, whose segments have been written over once.
 //
 // Figures, 2 shared CPU cores (load 3–5, other jobs on the same disk),
 // 2026-11-27 afternoon, three runs of 3 rounds, ratio to storescp's median
@@ -78,6 +77,31 @@ import (
 // 0.86 s (1.15–1.72×). The work is moved, not removed: CPU until the
 // files are written too was 2.39 s before (one run), 2.58 s and 2.14 s
 // after, and the time until the files are written is unchanged (4.3–5.7 s).
+//
+// Why a new node's first series cost twice the second (measured with perf
+// and pprof on 2026-11-27 23:10–23:50): this VM's free memory comes back
+// from the host on first touch (virtio balloon with free page reporting),
+// so the page-cache pages of 13 new segments cost ~650 ms of copy in
+// pwrite (copy_folio_from_iter_atomic was 24 % of the first series' CPU,
+// 2 % of the second's); and the fallocated segments' unwritten extents
+// made each record's fdatasync a journal commit (fdatasync 0.5 ms per
+// instance, 0.2 ms in written blocks), and 11 segments were made during
+// the stream (~20 ms each). Now a record is assembled in memory and
+// written with O_DIRECT (no page cache: parse and duplicate compare read
+// the memory, the materialiser reads back by direct reads), segments are
+// written with zeros when made, 16 of them at a node's first start
+// (storage.segments; 0.2 s once, 18 ms at a restart), and RecordInstance's
+// statements are prepared once (SQLite compiled each per Exec). Push CPU
+// in the same harness: 1.32 s → 0.62 s (first series), 1.0 s → 0.43–0.55 s
+// (second). Writing the first chunk in 128 KiB pieces on another goroutine
+// while the rest arrives was slower (5 I/Os instead of 1), not landed.
+// Figures after (3 rounds, 2 shared cores, other agents' jobs, load 7–8,
+// storescp's own times 0.6–3.0 s in one run): 2026-11-28 00:04, ratios to
+// storescp's median, two runs: durable new node 1.08×, 0.67×; durable
+// second series 1.07×, 0.55×; fsync=false new node 0.59×, 0.46×;
+// fsync=false second series 1.37×, 0.42×; CPU per series storescp 472 ms,
+// 712 ms, otonode durable 527 ms, 570 ms (1.12×, 0.80×); until the files
+// are written too 1.69 s, 1.70 s.
 func TestBenchIngest(t *testing.T) {
 	if os.Getenv("OTONODE_BENCH") == "" {
 		t.Skip("benchmark; set OTONODE_BENCH=1")
