@@ -19,20 +19,23 @@ import (
 // the pipeline keeps only that component in the end (the manifest's
 // default, see Options.LargestComponent; the model's false positives lie in
 // other components mm away); else, for the network's own output, its major
-// components (at least majorFraction of the largest). The TTA passes run on the box around it grown by a
-// margin that holds the uncertainty score's margin and room for a pass to
-// segment a little more than the scout did. Outside that box the
-// result is background with a spread of 0: the scout's stray blobs are not
-// part of the analysed structure. The windows of the TTA passes still read
-// the image beyond the box as context.
+// components (at least majorFraction of the largest). The TTA passes run on
+// the box around it grown by the uncertainty score's margin (and by a slack
+// when the options ask for one). Outside that box the result is background
+// with a spread of 0: the scout's stray blobs are not part of the analysed
+// structure. The windows of the TTA passes still read the image beyond the
+// box as context, and by default do not overlap (see overlaps).
 const (
 	// majorFraction is the least size of a major component, as a share of
 	// the largest.
 	majorFraction = 0.1
 	// focusSlackMM is what the box's margin adds to the uncertainty
-	// score's: room for the TTA passes' structure to reach beyond the
-	// scout's.
-	focusSlackMM = 1.0
+	// score's by default: room for the TTA passes' structure to reach
+	// beyond the scout's. None: on three held-out phantoms (10 passes, no
+	// overlap) a slack of 1 mm gave Dice 0.957/0.949/0.953 and none
+	// 0.964/0.962/0.955, with landmark errors no worse, and none needs 18
+	// windows per pass instead of 27 on a 512×512×400 phantom.
+	focusSlackMM = 0.0
 )
 
 // focusMargin is the box's margin in voxels of spacing sp: the uncertainty
@@ -143,8 +146,16 @@ func (a *Analyzer) tiling(overlap int) infer.Tiling {
 }
 
 // overlaps are the least window overlaps of the scout and of the TTA passes.
+// The focused passes' windows do not overlap unless the options ask: each
+// pass costs what its windows' voxels cost, and ten passes over
+// differently placed windows already average the windows' seams out (the
+// three phantoms above: Dice ≥ 0.955 and landmark errors ≤ 2.4 voxels
+// without overlap). Full TTA, the paper's protocol, keeps the manifest's
+// overlap.
 func (a *Analyzer) overlaps() (scout, passes int) {
-	passes = a.Manifest.Chunk.Overlap
+	if a.Options.FullTTA {
+		passes = a.Manifest.Chunk.Overlap
+	}
 	if o := a.Options.Overlap; o > 0 {
 		passes = o
 	} else if o < 0 {

@@ -46,7 +46,8 @@ type Options struct {
 	FullTTA bool
 	// Overlap is the least overlap, in voxels, of neighbouring windows of
 	// the TTA passes (windows are spread evenly, so most overlap a little
-	// more); 0 means the manifest's, a negative value none.
+	// more); 0 means the default (none for focused passes, the manifest's
+	// with FullTTA), a negative value none.
 	Overlap int
 	// ScoutOverlap is the least overlap of the scout's windows (default 0:
 	// the scout only has to find the structure).
@@ -56,7 +57,7 @@ type Options struct {
 	// cavity through the windows it reaches.
 	ScoutEverywhere bool
 	// FocusSlackMM is what the focus box's margin adds to the uncertainty
-	// score's margin (default focusSlackMM).
+	// score's margin (0: focusSlackMM, none; a negative value none).
 	FocusSlackMM float64
 
 	// SingleWindow is the largest region (voxels per axis) run as one

@@ -29,28 +29,6 @@ type Tiling struct {
 	// Pad is the value inputs are padded with (for standardised CT, the
 	// value of air or of the background after normalisation).
 	Pad float32
-	// Fit shrinks the windows of PredictBox, per axis, to the least
-	// multiple of Multiple that covers the box with as many windows as
-	// Window needs: a box of 139 voxels takes three windows of 48, not
-	// three of 64. The network's cost grows with the voxels it sees, so
-	// this cuts the work on a box that is not a multiple of the window
-	// by up to a third per axis; each window still reads the image around
-	// it, never more than Window.
-	Fit bool
-}
-
-// FitWindow is the window length Tiling.Fit gives for a span of l voxels
-// (with at least overlap between neighbours) when windows may be at most w
-// long and must be a multiple of m: as many windows as EvenStarts places
-// with length w, each as short as covering l allows.
-func FitWindow(l, w, overlap, m int) int {
-	if l <= w {
-		return min(roundUp(l, m), w)
-	}
-	c := max((l-overlap+(w-overlap)-1)/(w-overlap), 2)
-	// c windows of length f with overlap o cover c·f − (c−1)·o voxels.
-	f := roundUp((l+(c-1)*overlap+c-1)/c, m)
-	return min(max(f, overlap+m), w)
 }
 
 // Predict runs r over the region x of size dims (d, h, w; w fastest) and
@@ -128,13 +106,9 @@ func PredictBox(ctx context.Context, r Runner, x []float32, dims [3]int, box Box
 			if t.Window[a] <= 0 || t.Window[a]%t.Multiple != 0 || t.Overlap >= t.Window[a] || t.Overlap < 0 {
 				return nil, fmt.Errorf("infer: bad tiling: window %v, overlap %d, multiple %d", t.Window, t.Overlap, t.Multiple)
 			}
-			win[a] = t.Window[a]
-			if t.Fit {
-				win[a] = FitWindow(bs[a], t.Window[a], t.Overlap, t.Multiple)
-			}
-			starts[a] = EvenStarts(box.Min[a], box.Max[a], dims[a], win[a], t.Overlap)
+			starts[a] = EvenStarts(box.Min[a], box.Max[a], dims[a], t.Window[a], t.Overlap)
 		}
-		weight = gaussianWindow(win)
+		win, weight = t.Window, gaussianWindow(t.Window)
 	}
 	n := box.Len()
 	var acc [][]float32

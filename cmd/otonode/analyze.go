@@ -158,9 +158,9 @@ type ttaFlags struct {
 func addTTAFlags(fs *flag.FlagSet) ttaFlags {
 	return ttaFlags{
 		full:    fs.Bool("full-tta", false, "every TTA pass over the whole region of interest (the paper's protocol); default: a first pass finds the inner ear and the TTA passes run on the box around it"),
-		overlap: fs.Int("overlap", 0, "least overlap of the TTA passes' windows in voxels; 0: the manifest's, -1: none"),
+		overlap: fs.Int("overlap", 0, "least overlap of the TTA passes' windows in voxels; 0: none for focused passes, the manifest's with --full-tta; -1: none"),
 		scout:   fs.Int("scout-overlap", 0, "least overlap of the first pass's windows in voxels"),
-		slackMM: fs.Float64("focus-slack-mm", 0, "margin of the analysed box beyond the uncertainty score's, in mm; 0: the default"),
+		slackMM: fs.Float64("focus-slack-mm", 0, "margin of the analysed box beyond the uncertainty score's, in mm (default none)"),
 	}
 }
 
