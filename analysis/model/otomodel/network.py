@@ -16,6 +16,7 @@ not part of the exported graph.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Dict, List, Sequence, Tuple
 
 import torch
@@ -245,6 +246,48 @@ class ExportWrapper(nn.Module):
     def forward(self, image: torch.Tensor):
         seg, heat = self.net(image, deep=False)
         return seg, heat
+
+
+def narrow_state_dict(src: Dict[str, torch.Tensor], dst: Dict[str, torch.Tensor],
+                      scale: bool = True) -> Dict[str, torch.Tensor]:
+    """Weights of a wider network of the same layout cut down to dst's shapes
+    (for example `small` into `compact`): along every channel axis that is
+    narrower in dst the first channels are kept. Keeping the same index set
+    in every channel space (each level's encoder, up-sampling, decoder and
+    attention channels) keeps the layers that feed each other consistent;
+    the decoder's concatenation [skip, up] keeps the first channels of both
+    halves. Input axes that were cut are scaled by old/new so that the
+    layers not followed by instance norm (attention gates, heads) keep their
+    magnitude. A start for fine-tuning, not a finished network. Keys of dst
+    missing in src (deep-supervision terminals of an ONNX file) are left out."""
+    out: Dict[str, torch.Tensor] = {}
+    for name, want in dst.items():
+        if name not in src:
+            continue
+        t = src[name]
+        if t.dim() != want.dim():
+            raise ValueError(f"{name}: {t.dim()} axes, want {want.dim()}")
+        # A transposed convolution's weight is [in, out, k...]; a convolution's [out, in, k...].
+        transposed = ".up." in f".{name}" and name.endswith(".weight")
+        in_axis = 0 if transposed else 1
+        concat = bool(re.search(r"(^|\.)blocks\.\d+\.0\.0\.weight$", name)) and (
+            name.startswith("seg.") or name.startswith("heat."))
+        for a, (old, new) in enumerate(zip(t.shape, want.shape)):
+            if old == new:
+                continue
+            if new > old:
+                raise ValueError(f"{name}: axis {a} has {old} channels, want more ({new})")
+            if concat and a == 1:
+                if old % 2 or new % 2:
+                    raise ValueError(f"{name}: concatenated axis of odd size")
+                idx = list(range(new // 2)) + list(range(old // 2, old // 2 + new // 2))
+            else:
+                idx = list(range(new))
+            t = t.index_select(a, torch.tensor(idx))
+            if scale and a == in_axis and t.dim() == 5:
+                t = t * (old / new)
+        out[name] = t.contiguous().clone()
+    return out
 
 
 def count_parameters(model: nn.Module, exported_only: bool = True) -> int:

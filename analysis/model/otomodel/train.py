@@ -25,7 +25,7 @@ from . import LANDMARKS
 from .augment import AugmentConfig, ChunkSampler, extract_chunk, hard_negative_sample
 from .data import Case, CaseStore, Normalization, compute_normalization
 from .losses import HeatmapSchedule, batch_heatmaps, total_loss, trapezoid_lr
-from .network import BiHeadedUNet, NetworkConfig, count_parameters
+from .network import BiHeadedUNet, NetworkConfig, count_parameters, narrow_state_dict
 
 
 @dataclasses.dataclass
@@ -233,16 +233,27 @@ def load_initial_weights(net: BiHeadedUNet, path: str, device="cpu") -> Normaliz
         if any(".terminals." not in k for k in missing):
             raise ValueError(f"{path}: no initializers for {[k for k in missing if '.terminals.' not in k][:5]} "
                              "(another architecture, or equal initializers merged by the exporter)")
-        for k in own:
-            if k in tensors and tuple(tensors[k].shape) != tuple(own[k].shape):
-                raise ValueError(f"{path}: {k} has shape {tuple(tensors[k].shape)}, want {tuple(own[k].shape)}")
+        if any(k in tensors and tuple(tensors[k].shape) != tuple(own[k].shape) for k in own):
+            # A wider network of the same layout (small -> compact): cut
+            # down; other shapes are another architecture and fail here.
+            try:
+                tensors = narrow_state_dict(tensors, own)
+            except ValueError as e:
+                raise ValueError(f"{path}: weights do not fit {net.cfg.widths}: {e}") from e
+            _progress(f"narrowed the weights of {path} to widths {list(net.cfg.widths)} (first channels kept)")
         net.load_state_dict({k: tensors[k] for k in own if k in tensors}, strict=False)
         n = man["normalization"]
         return Normalization(n["low_quantile"], n["high_quantile"], n["clip_low"], n["clip_high"], n["mean"], n["std"])
     st = load_checkpoint(path, device)
-    if st.get("network") != net.cfg.to_dict():
-        raise ValueError(f"{path}: checkpoint network {st.get('network')} differs from {net.cfg.to_dict()}")
-    net.load_state_dict(st["model"])
+    theirs, ours = dict(st.get("network") or {}), net.cfg.to_dict()
+    if {k: v for k, v in theirs.items() if k != "widths"} != {k: v for k, v in ours.items() if k != "widths"} or \
+            len(theirs.get("widths", ())) != len(ours["widths"]):
+        raise ValueError(f"{path}: checkpoint network {st.get('network')} differs from {ours}")
+    model = st["model"]
+    if list(theirs["widths"]) != list(ours["widths"]):
+        model = narrow_state_dict(model, net.state_dict())
+        _progress(f"narrowed the weights of {path} to widths {list(net.cfg.widths)} (first channels kept)")
+    net.load_state_dict(model)
     return Normalization.from_dict(st["normalization"])
 
 

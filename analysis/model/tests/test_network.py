@@ -83,3 +83,47 @@ def test_compact_preset():
     # smaller than small (1 488 508) while its per-voxel work halves.
     assert count_parameters(net) == 1425188
     assert count_parameters(net) < count_parameters(BiHeadedUNet(NetworkConfig.preset("small")))
+
+
+def _pad_into(narrow: dict, wide: dict) -> dict:
+    """The narrow network's weights placed at the first channels of the wide
+    one's (the decoder's concatenation [skip, up]: the first channels of each
+    half), every other weight zero: the wide network computes the same
+    function, its extra channels dead."""
+    out = {}
+    for k, w in wide.items():
+        t = torch.zeros_like(w)
+        n = narrow[k]
+        if k.startswith(("seg.blocks.", "heat.blocks.")) and k.endswith(".0.0.weight") and n.shape[1] != w.shape[1]:
+            h, H = n.shape[1] // 2, w.shape[1] // 2
+            t[: n.shape[0], :h] = n[:, :h]
+            t[: n.shape[0], H: H + h] = n[:, h:]
+        else:
+            t[tuple(slice(0, s) for s in n.shape)] = n
+        out[k] = t
+    return out
+
+
+def test_narrow_state_dict_keeps_the_function_of_dead_channels():
+    from otomodel.network import narrow_state_dict
+
+    torch.manual_seed(3)
+    small = BiHeadedUNet(NetworkConfig(widths=(4, 8, 16), activation="silu")).eval()
+    wide = BiHeadedUNet(NetworkConfig(widths=(8, 16, 16), activation="silu")).eval()
+    for p in small.parameters():  # instance-norm affine parameters start at 1/0
+        p.data.uniform_(-0.5, 0.5)
+    wide.load_state_dict(_pad_into(small.state_dict(), wide.state_dict()))
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        want, got = small(x), wide(x)
+        assert torch.allclose(want[0], got[0], atol=1e-4) and torch.allclose(want[1], got[1], atol=1e-4)
+        back = narrow_state_dict(wide.state_dict(), small.state_dict(), scale=False)
+        assert set(back) == set(small.state_dict())
+        for k, v in small.state_dict().items():
+            assert torch.equal(back[k], v), k
+        # Scaled (the default): only input axes that were cut change, by old/new.
+        scaled = narrow_state_dict(wide.state_dict(), small.state_dict())
+        assert torch.equal(scaled["encoder.stem.0.0.weight"], back["encoder.stem.0.0.weight"])
+        assert torch.allclose(scaled["seg.head.weight"], 2 * back["seg.head.weight"])
+    with pytest.raises(ValueError):
+        narrow_state_dict(small.state_dict(), wide.state_dict())
