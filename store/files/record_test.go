@@ -112,3 +112,78 @@ func testRecordSizes(t *testing.T, plain bool) {
 		}
 	}
 }
+
+// FuzzRecordWriter writes a payload in fragments of the sizes the input
+// gives (as PDVs arrive) into a record and reads it back: from memory and
+// the segment through payload, and from the segment alone after finish.
+func FuzzRecordWriter(f *testing.F) {
+	f.Add(uint32(1000), []byte{1, 2, 3})
+	f.Add(uint32(recChunk-recHeaderSize), []byte{0xff, 0xff})
+	f.Add(uint32(recChunk), []byte{0x40, 0, 0x10})
+	f.Add(uint32(2*recChunk+5), []byte{7})
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, size uint32, splits []byte) {
+		size %= 3*recChunk + 1
+		if len(splits) == 0 {
+			splits = []byte{0}
+		}
+		seg, err := os.CreateTemp(dir, "*.seg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(seg.Name())
+		defer seg.Close()
+		var w File = seg
+		if d := openDirect(OS{}, seg.Name()); d != nil {
+			w = d
+			defer d.Close()
+		}
+		want := make([]byte, size)
+		for i := range want {
+			want[i] = byte(i*31 + i>>12)
+		}
+		const off = 2 * directAlign
+		rw := newRecordWriter(w, seg, off)
+		defer rw.release()
+		for p, i := want, 0; len(p) > 0; i++ {
+			// Fragments of 1 byte to 64 KiB, from the input's bytes.
+			k := min(len(p), 1+int(splits[i%len(splits)])*(int(splits[(i+1)%len(splits)])+1))
+			if n, err := rw.Write(p[:k]); err != nil || n != k {
+				t.Fatalf("write: %d %v", n, err)
+			}
+			p = p[k:]
+		}
+		if err := rw.flushTail(); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, size)
+		if _, err := io.ReadFull(rw.payload(), got); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("payload before finish: %v", err)
+		}
+		hdr := bytes.Repeat([]byte{0xa5}, recHeaderSize)
+		if err := rw.finish(hdr); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(seg.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := off + recHeaderSize + int(size)
+		if len(b) < end || int64(len(b))%directAlign != 0 && w != File(seg) {
+			t.Fatalf("segment is %d bytes, record ends at %d", len(b), end)
+		}
+		if !bytes.Equal(b[off:off+recHeaderSize], hdr) || !bytes.Equal(b[off+recHeaderSize:end], want) {
+			t.Fatal("segment holds other bytes")
+		}
+		var s segment
+		s.f, s.direct = seg, nil
+		if w != File(seg) {
+			s.direct = w
+		}
+		buf := alignedBuf(recChunk)
+		back, err := io.ReadAll(s.section(off+recHeaderSize, int64(size), buf))
+		if err != nil || !bytes.Equal(back, want) {
+			t.Fatalf("read back: %d bytes, %v", len(back), err)
+		}
+	})
+}
