@@ -90,7 +90,7 @@ import (
 // written with O_DIRECT (no page cache: parse and duplicate compare read
 // the memory, the materialiser reads back by direct reads), segments are
 // written with zeros when made, 16 of them at a node's first start
-// (storage.segments; 0.2 s once, 18 ms at a restart), and RecordInstance's
+// (config.Storage.Segments; 0.2 s once, 18 ms at a restart), and RecordInstance's
 // statements are prepared once (SQLite compiled each per Exec). Push CPU
 // in the same harness: 1.32 s → 0.62 s (first series), 1.0 s → 0.43–0.55 s
 // (second). Writing the first chunk in 128 KiB pieces on another goroutine

@@ -1,6 +1,7 @@
 package scp
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -130,7 +131,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (n *Node, err
 	// Store and index.
 	n.Files, err = files.Open(ctx, filepath.Join(abs, "instances"), files.Options{
 		NoSync: !cfg.Storage.Fsync, MinFreeBytes: uint64(max(cfg.Storage.MinFreeBytes, 0)), MaxBytes: cfg.Storage.MaxBytes,
-		Segments: cfg.Storage.Segments, Log: log.With("component", "files"),
+		Segments: cmp.Or(cfg.Storage.Segments, 16), Log: log.With("component", "files"),
 	})
 	if err != nil {
 		return nil, err
