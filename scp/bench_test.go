@@ -93,7 +93,11 @@ import (
 // (config.Storage.Segments; 0.2 s once, 18 ms at a restart), and RecordInstance's
 // statements are prepared once (SQLite compiled each per Exec). Push CPU
 // in the same harness: 1.32 s → 0.62 s (first series), 1.0 s → 0.43–0.55 s
-// (second). Writing the first chunk in 128 KiB pieces on another goroutine
+// (second), load 5–7. Interleaved A/B at load 10–11 (00:28, 3 runs × 4
+// series into one node, the build before this work against this one):
+// push CPU median 0.80 s → 0.55 s, 2.2–2.8× → 1.7–2.2× storescu's own CPU
+// in the same run; the first-touch cost varied from run to run by then.
+// Writing the first chunk in 128 KiB pieces on another goroutine
 // while the rest arrives was slower (5 I/Os instead of 1), not landed.
 // Figures after (3 rounds, 2 shared cores, other agents' jobs, load 7–8,
 // storescp's own times 0.6–3.0 s in one run): 2026-11-28 00:04, ratios to
