@@ -10,7 +10,7 @@ import (
 // BenchmarkWindow times one forward pass of a model over a cubic window, the
 // unit of the analysis's compute budget. It needs a model of the contract:
 //
-//	OTONODE_BENCH_MODEL=$PWD/analysis/model/.../model.onnx [OTONODE_BENCH_SIZE=128] \
+//	OTONODE_BENCH_MODEL=$PWD/analysis/model/.../model.onnx [OTONODE_BENCH_SIZE=128] [OTONODE_BENCH_THREADS=1] \
 //	  go test -run - -bench Window ./analysis/infer/
 func BenchmarkWindow(b *testing.B) {
 	path := os.Getenv("OTONODE_BENCH_MODEL")
@@ -24,8 +24,15 @@ func BenchmarkWindow(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	var opt Options
+	if s := os.Getenv("OTONODE_BENCH_THREADS"); s != "" {
+		var err error
+		if opt.Threads, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
 	rt := testRuntime(b)
-	m, err := rt.Load(path, Spec{Input: "input", Outputs: []string{"segmentation", "heatmaps"}}, Options{})
+	m, err := rt.Load(path, Spec{Input: "input", Outputs: []string{"segmentation", "heatmaps"}}, opt)
 	if err != nil {
 		b.Fatal(err)
 	}
