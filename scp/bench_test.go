@@ -97,6 +97,15 @@ import (
 // series into one node, the build before this work against this one):
 // push CPU median 0.80 s → 0.55 s, 2.2–2.8× → 1.7–2.2× storescu's own CPU
 // in the same run; the first-touch cost varied from run to run by then.
+// This bench, the build before this work (base, 60afb97) and this one
+// alternating, 2026-11-28 00:34–00:38, load 7–11, absolute medians since
+// storescp's own swung 0.75–1.84 s between runs: durable new node base
+// 1.53 s, 1.94 s, now 1.39 s, 0.95 s; durable second series base 1.20 s,
+// 1.69 s, now 0.96 s, 1.03 s; fsync=false new node base 0.73 s, 2.44 s,
+// now 1.02 s, 0.89 s; fsync=false second series base 0.78 s, 0.89 s, now
+// 0.75 s, 0.68 s; CPU per series base 791 ms, 1009 ms, now 572 ms, 522 ms
+// (storescp 415–649 ms); until the files are written too base 1.42 s,
+// 2.13 s, now 1.42 s, 1.20 s.
 // Writing the first chunk in 128 KiB pieces on another goroutine
 // while the rest arrives was slower (5 I/Os instead of 1), not landed.
 // Figures after (3 rounds, 2 shared cores, other agents' jobs, load 7–8,
