@@ -36,6 +36,9 @@ const (
 	// 0.964/0.962/0.955, with landmark errors no worse, and none needs 18
 	// windows per pass instead of 27 on a 512×512×400 phantom.
 	focusSlackMM = 0.0
+	// backgroundLogit is the segmentation logit of a voxel no window ran
+	// on: sure background.
+	backgroundLogit = -20
 )
 
 // focusMargin is the box's margin in voxels of spacing sp: the uncertainty
@@ -170,7 +173,7 @@ func (a *Analyzer) overlaps() (scout, passes int) {
 // cavity) through its neighbours, and runs every window of the region only
 // when that finds nothing. It reports false when the scout finds no
 // foreground, and how many windows it ran.
-func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed [3]int) (volume.Box, bool, int, error) {
+func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed [3]int) (volume.Box, bool, int, []infer.Window, error) {
 	m := a.Manifest
 	ov, _ := a.overlaps()
 	n := x.Size
@@ -178,11 +181,13 @@ func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed
 	// p ≥ threshold ⇔ logit ≥ logit(threshold).
 	lt := float32(math.Log(m.Threshold / (1 - m.Threshold)))
 	var seg []float32
+	var kept []infer.Window
 	windows := 0
 	if !a.Options.ScoutEverywhere && tiling.Single == ([3]int{}) {
 		var err error
-		if seg, windows, err = infer.PredictFrom(ctx, a.Model, x.Data, dhw(n), tiling, dhw(seed), 0, infer.ReachAbove(lt), lt-1); err != nil {
-			return volume.Box{}, false, windows, err
+		keep := func(w infer.Window) { kept = append(kept, w) }
+		if seg, windows, err = infer.PredictFrom(ctx, a.Model, x.Data, dhw(n), tiling, dhw(seed), 0, infer.ReachAbove(lt), lt-1, keep); err != nil {
+			return volume.Box{}, false, windows, nil, err
 		}
 	}
 	mask := make([]bool, x.Len())
@@ -192,12 +197,13 @@ func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed
 		found = found || mask[i]
 	}
 	if !found {
+		kept = nil // found nothing: the identity pass runs anew
 		outs, err := infer.PredictBox(ctx, a.Model, x.Data, dhw(n), infer.Box{Max: dhw(n)}, tiling, []bool{true, false})
 		if err != nil {
-			return volume.Box{}, false, windows, err
+			return volume.Box{}, false, windows, nil, err
 		}
 		if len(outs) < 1 || len(outs[0]) != x.Len() {
-			return volume.Box{}, false, windows, fmt.Errorf("model outputs: %d arrays, want a segmentation of %d values", len(outs), x.Len())
+			return volume.Box{}, false, windows, nil, fmt.Errorf("model outputs: %d arrays, want a segmentation of %d values", len(outs), x.Len())
 		}
 		for i, l := range outs[0] {
 			mask[i] = l >= lt
@@ -216,7 +222,20 @@ func (a *Analyzer) scoutBox(ctx context.Context, x *volume.Volume[float32], seed
 		mask = majorComponents(mask, n, majorFraction)
 	}
 	b, ok := maskBox(mask, n, margin)
-	return b, ok, windows, nil
+	if !ok {
+		return b, false, windows, nil, nil
+	}
+	// The identity pass reuses the scout's windows over the box (see
+	// predictTTA): keep those that reach into it.
+	db := dhwBox(b)
+	inBox := kept[:0]
+	for _, w := range kept {
+		if w.Box(dhw(n)).Overlaps(db) {
+			inBox = append(inBox, w)
+		}
+	}
+	clear(kept[len(inBox):])
+	return b, true, windows, inBox, nil
 }
 
 // predictTTA runs every TTA transform over the analysed box, rotates each
@@ -237,10 +256,11 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], se
 	n := x.Size
 	out := &ttaOutput{box: volume.Box{Max: n}}
 	label := fmt.Sprintf("ear %d/%d: TTA pass", ear+1, ears)
+	var scoutWins []infer.Window
 	if !a.Options.FullTTA {
 		a.progress(fmt.Sprintf("ear %d/%d: first pass", ear+1, ears), 0, 1)
 		t0 := time.Now()
-		b, ok, w, err := a.scoutBox(ctx, x, seed)
+		b, ok, w, ws, err := a.scoutBox(ctx, x, seed)
 		out.scoutTime = time.Since(t0)
 		if err != nil {
 			return nil, err
@@ -248,10 +268,14 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], se
 		a.progress(fmt.Sprintf("ear %d/%d: first pass", ear+1, ears), 1, 1)
 		if ok {
 			out.box, out.focused = b, true
+			scoutWins = ws
 		}
 		out.scoutWindows = w
 	}
-	_, ov := a.overlaps()
+	scoutOv, ov := a.overlaps()
+	if scoutOv < ov {
+		scoutWins = nil // the passes' windows overlap more than the scout's did
+	}
 	tiling := a.tiling(ov)
 	// The crop each pass rotates: the box and the context its windows
 	// may read around it.
@@ -283,9 +307,20 @@ func (a *Analyzer) predictTTA(ctx context.Context, x *volume.Volume[float32], se
 	vols := make([]float64, 0, len(transforms))
 	for p, t := range transforms {
 		a.progress(label, p, len(transforms))
-		tn := tta.Into(t, buf, xc, cn)
 		tb := transformBox(t, inner, cn)
-		outs, err := infer.PredictBox(ctx, a.Model, buf, dhw(tn), dhwBox(tb), tiling, nil)
+		var outs [][]float32
+		var err error
+		if t == tta.Identity && scoutWins != nil {
+			// The scout was the identity pass over these windows: blend
+			// what it saw over the box instead of running them again.
+			// Box voxels in no window it ran are background (the
+			// structure did not reach those windows).
+			outs, err = infer.Blend(scoutWins, dhw(n), dhwBox(out.box), []float32{backgroundLogit, 0})
+			scoutWins = nil
+		} else {
+			tn := tta.Into(t, buf, xc, cn)
+			outs, err = infer.PredictBox(ctx, a.Model, buf, dhw(tn), dhwBox(tb), tiling, nil)
+		}
 		if err != nil {
 			return nil, err
 		}

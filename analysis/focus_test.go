@@ -208,3 +208,66 @@ func TestMajorComponents(t *testing.T) {
 		}
 	}
 }
+
+// The scout is the identity pass: its windows are blended over the box
+// instead of run again, so focused TTA costs the scout and nine passes, and
+// gives what running the identity pass anew gives.
+func TestScoutIsTheIdentityPass(t *testing.T) {
+	ct := paint([3]int{110, 100, 90}, 0.25, [3]float64{-12, -13, -11}, 1100, earScene)
+	m := testManifest(0.2)
+	m.Chunk.Size = [3]int{32, 32, 32}
+	norm := func(hu float32) float32 { return (hu - 500) / 1000 }
+	analyze := func(o Options) (Ear, int) {
+		var calls, voxels int
+		net := voxelNet{fluidNet{lo: norm(-500), hi: norm(1015)}, &calls, &voxels}
+		a := &Analyzer{Manifest: m, Model: net, Options: o}
+		res, err := a.Analyze(context.Background(), ct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != StatusDone || len(res.Ears) != 1 {
+			t.Fatalf("status %q (%s), %d ears", res.Status, res.Reason, len(res.Ears))
+		}
+		return res.Ears[0], calls
+	}
+	only, calls := analyze(Options{TTA: []tta.Transform{tta.Identity}})
+	if sw := only.Analysed.ScoutWindows; sw < 2 || calls != sw {
+		t.Errorf("identity only: %d network calls, scout windows %d; want the scout's alone (≥ 2)", calls, sw)
+	}
+	// With the scout's windows overlapping less than the passes', the
+	// identity pass runs anew.
+	anew, callsAnew := analyze(Options{TTA: []tta.Transform{tta.Identity}, Overlap: 8})
+	if callsAnew <= anew.Analysed.ScoutWindows {
+		t.Errorf("passes overlapping more than the scout: %d calls, %d scout windows; want the identity pass run", callsAnew, anew.Analysed.ScoutWindows)
+	}
+	all, callsAll := analyze(Options{})
+	passes := callsAll - all.Analysed.ScoutWindows
+	if passes <= 0 || passes%9 != 0 {
+		t.Errorf("10 transforms: %d calls beyond the scout's %d; want nine passes' worth", passes, all.Analysed.ScoutWindows)
+	}
+	for _, e := range []Ear{anew, all} {
+		a, err := only.LabelOn(ct.Grid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := e.LabelOn(ct.Grid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var differ, fg int
+		for i, v := range a.Data {
+			if v != b.Data[i] {
+				differ++
+			}
+			if v != 0 {
+				fg++
+			}
+		}
+		if differ != 0 || fg == 0 {
+			t.Errorf("%d voxels differ from the scout's identity pass (%d foreground)", differ, fg)
+		}
+	}
+	if all.Uncertainty > 1e-3 {
+		t.Errorf("uncertainty %g with an equivariant segmentation; want about 0", all.Uncertainty)
+	}
+}

@@ -58,7 +58,7 @@ func TestScoreDecomposition(t *testing.T) {
 	a := &Analyzer{Manifest: man, Model: net, Options: Options{FullTTA: true, Overlap: overlap}}
 	a.normalise(x.Data)
 	ctx := context.Background()
-	fb, ok, _, err := a.scoutBox(ctx, x, [3]int{x.Size[0] / 2, x.Size[1] / 2, x.Size[2] / 2})
+	fb, ok, _, _, err := a.scoutBox(ctx, x, [3]int{x.Size[0] / 2, x.Size[1] / 2, x.Size[2] / 2})
 	if err != nil || !ok {
 		t.Fatalf("scout: %v %v", ok, err)
 	}

@@ -368,8 +368,10 @@ func ReachAbove(thr float32) Reach {
 // Predict's) nearest seed (d, h, w), then the neighbours of each window run
 // that its output reaches (reach, on channel output; see ReachAbove), and so
 // on. It returns that channel blended over the windows run, fill where none
-// ran, and the number of windows run.
-func PredictFrom(ctx context.Context, r Runner, x []float32, dims [3]int, t Tiling, seed [3]int, output int, reach Reach, fill float32) ([]float32, int, error) {
+// ran, and the number of windows run. keep, when not nil, is given every
+// window run with all its outputs, so that a caller can blend them again
+// over a part of the region (see Blend) instead of running them twice.
+func PredictFrom(ctx context.Context, r Runner, x []float32, dims [3]int, t Tiling, seed [3]int, output int, reach Reach, fill float32, keep func(Window)) ([]float32, int, error) {
 	if len(x) != dims[0]*dims[1]*dims[2] {
 		return nil, 0, fmt.Errorf("infer: region has %d values, want %v", len(x), dims)
 	}
@@ -413,6 +415,9 @@ func PredictFrom(ctx context.Context, r Runner, x []float32, dims [3]int, t Tili
 			ext[a] = min(t.Window[a], dims[a]-s[a])
 		}
 		accumulate(acc, norm, out[:output+1], weight, dims, t.Window, s, Box{Max: dims})
+		if keep != nil {
+			keep(Window{Start: s, Size: t.Window, Out: out})
+		}
 		reached := reach(out[output][:ext[0]*ext[1]*ext[2]], ext)
 		for dz := -1; dz <= 1; dz++ {
 			for dy := -1; dy <= 1; dy++ {
@@ -447,4 +452,79 @@ func abs(x int) int {
 		return -x
 	}
 	return x
+}
+
+// Window is one network input that ran: where it starts in the region and
+// its extent (d, h, w), and its outputs cropped to the region, [C, d, h, w]
+// each.
+type Window struct {
+	Start, Size [3]int
+	Out         [][]float32
+}
+
+// Box is the part of a region of size dims the window covers.
+func (w Window) Box(dims [3]int) Box {
+	var b Box
+	for a := range 3 {
+		b.Min[a], b.Max[a] = w.Start[a], min(w.Start[a]+w.Size[a], dims[a])
+	}
+	return b
+}
+
+// Overlaps tells whether boxes a and b share a voxel.
+func (b Box) Overlaps(o Box) bool {
+	for a := range 3 {
+		if b.Max[a] <= o.Min[a] || o.Max[a] <= b.Min[a] {
+			return false
+		}
+	}
+	return true
+}
+
+// Blend blends the outputs of windows of a region of size dims over box
+// with the Gaussian weights PredictBox uses and returns each output at the
+// box's size; output o is fill[o] where no window covers a voxel.
+func Blend(windows []Window, dims [3]int, box Box, fill []float32) ([][]float32, error) {
+	if len(windows) == 0 {
+		return nil, fmt.Errorf("infer: no windows to blend")
+	}
+	n := box.Len()
+	outs := len(windows[0].Out)
+	if len(fill) != outs {
+		return nil, fmt.Errorf("infer: %d fill values for %d outputs", len(fill), outs)
+	}
+	acc := make([][]float32, outs)
+	norm := make([]float32, n)
+	weights := map[[3]int][3][]float32{}
+	for _, w := range windows {
+		if len(w.Out) != outs {
+			return nil, fmt.Errorf("infer: windows with %d and %d outputs", outs, len(w.Out))
+		}
+		e := windowLen(w.Size, dims, w.Start)
+		for o := range acc {
+			if acc[o] == nil {
+				acc[o] = make([]float32, len(w.Out[o])/e*n)
+			}
+		}
+		g, ok := weights[w.Size]
+		if !ok {
+			g = gaussianWindow(w.Size)
+			weights[w.Size] = g
+		}
+		accumulate(acc, norm, w.Out, g, dims, w.Size, w.Start, box)
+	}
+	for o := range acc {
+		c := len(acc[o]) / n
+		for ch := range c {
+			plane := acc[o][ch*n : (ch+1)*n]
+			for i := range plane {
+				if norm[i] > 0 {
+					plane[i] /= norm[i]
+				} else {
+					plane[i] = fill[o]
+				}
+			}
+		}
+	}
+	return acc, nil
 }

@@ -196,7 +196,7 @@ func TestPredictFrom(t *testing.T) {
 	}
 	reach := ReachAbove(0) // 2x+1 ≥ 0: on the rod
 	net := &pointwise{multiple: 4}
-	seg, windows, err := PredictFrom(context.Background(), net, x, dims, Tiling{Window: [3]int{8, 8, 8}, Multiple: 4}, [3]int{20, 20, 20}, 0, reach, -100)
+	seg, windows, err := PredictFrom(context.Background(), net, x, dims, Tiling{Window: [3]int{8, 8, 8}, Multiple: 4}, [3]int{20, 20, 20}, 0, reach, -100, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestPredictFromDiagonal(t *testing.T) {
 				}
 			}
 			net := &pointwise{multiple: 4}
-			_, windows, err := PredictFrom(context.Background(), net, x, dims, Tiling{Window: [3]int{8, 8, 8}, Multiple: 4}, [3]int{4, 4, 4}, 0, ReachAbove(0), -100)
+			_, windows, err := PredictFrom(context.Background(), net, x, dims, Tiling{Window: [3]int{8, 8, 8}, Multiple: 4}, [3]int{4, 4, 4}, 0, ReachAbove(0), -100, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -283,5 +283,66 @@ func TestPredictFromDiagonal(t *testing.T) {
 				t.Fatalf("%d windows (%d runs), want %d", windows, len(net.shapes), tt.want)
 			}
 		})
+	}
+}
+
+// The windows PredictFrom keeps blend again over any box to what the
+// network gave there, with the fill where no window ran.
+func TestBlendKeptWindows(t *testing.T) {
+	dims := [3]int{40, 40, 40}
+	x := make([]float32, 40*40*40)
+	for i := range x {
+		x[i] = -1
+	}
+	for w := 4; w < 36; w++ {
+		x[(20*40+20)*40+w] = 1
+	}
+	var kept []Window
+	net := &pointwise{multiple: 4}
+	tl := Tiling{Window: [3]int{8, 8, 8}, Multiple: 4}
+	_, windows, err := PredictFrom(context.Background(), net, x, dims, tl, [3]int{20, 20, 20}, 0, ReachAbove(0), -100, func(w Window) { kept = append(kept, w) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != windows {
+		t.Fatalf("kept %d windows of %d run", len(kept), windows)
+	}
+	box := Box{Min: [3]int{18, 19, 0}, Max: [3]int{27, 22, 40}} // z ≥ 24: no window ran
+	out, err := Blend(kept, dims, box, []float32{-50, 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := box.Size()
+	n := box.Len()
+	fills := 0
+	for z := range bs[0] {
+		for y := range bs[1] {
+			for w := range bs[2] {
+				p := [3]int{box.Min[0] + z, box.Min[1] + y, w}
+				v := x[(p[0]*40+p[1])*40+p[2]]
+				i := (z*bs[1]+y)*bs[2] + w
+				covered := false
+				for _, k := range kept {
+					covered = covered || k.Box(dims).Overlaps(Box{Min: p, Max: [3]int{p[0] + 1, p[1] + 1, p[2] + 1}})
+				}
+				wantSeg, wantHeat := 2*v+1, v*v
+				if !covered {
+					wantSeg, wantHeat = -50, 7
+					fills++
+				}
+				if d := math.Abs(float64(out[0][i] - wantSeg)); d > 1e-5 {
+					t.Fatalf("segmentation at %v = %g, want %g", p, out[0][i], wantSeg)
+				}
+				if d := math.Abs(float64(out[1][2*n+i] - wantHeat)); d > 1e-5 {
+					t.Fatalf("third heatmap at %v = %g, want %g", p, out[1][2*n+i], wantHeat)
+				}
+			}
+		}
+	}
+	if fills == 0 || fills == n {
+		t.Errorf("%d of %d box voxels filled; want some covered and some not", fills, n)
+	}
+	if _, err := Blend(nil, dims, box, nil); err == nil {
+		t.Error("no windows: want an error")
 	}
 }
