@@ -145,6 +145,19 @@ func (a *Analyzer) tiling(overlap int) infer.Tiling {
 	if n := a.Options.SingleWindow; n > 0 {
 		t.Single = [3]int{n, n, n}
 	}
+	// The focused passes' windows may grow to cover the box with fewer
+	// voxels (the scout's keep the chunk size, see infer.PredictFrom; full
+	// TTA, the paper's protocol, too).
+	g := a.Options.MaxWindow
+	if g == 0 {
+		g = max(m.Chunk.Size[0], m.Chunk.Size[1], m.Chunk.Size[2]) * 3 / 2
+	}
+	if !a.Options.FullTTA {
+		mult := max(t.Multiple, 1)
+		for ax := range 3 {
+			t.Grow[ax] = max(g/mult*mult, m.Chunk.Size[ax])
+		}
+	}
 	return t
 }
 

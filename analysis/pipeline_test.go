@@ -237,18 +237,27 @@ func (s sizeNet) Run(x []float32, d, h, w int) ([][]float32, error) {
 	return s.fluidNet.Run(x, d, h, w)
 }
 
-// TestAnalyzeWindowsNoLargerThanChunk: by default the network never sees an
-// input larger than the manifest's chunk.
-func TestAnalyzeWindowsNoLargerThanChunk(t *testing.T) {
+// TestAnalyzeWindowSizes: the network never sees an input larger than the
+// manifest's chunk with MaxWindow -1, nor larger than 1.5 × the chunk by
+// default (windows grow only where that saves voxels).
+func TestAnalyzeWindowSizes(t *testing.T) {
 	ct := paint([3]int{110, 100, 90}, 0.25, [3]float64{-12, -13, -11}, 1100, earScene)
 	m := testManifest(0.2) // the region is about 110 voxels a side
-	var largest int
-	a := &Analyzer{Manifest: m, Model: sizeNet{fluidNet{}, &largest}, Options: Options{TTA: []tta.Transform{tta.Identity}}}
-	if _, err := a.Analyze(context.Background(), ct); err != nil {
-		t.Fatal(err)
-	}
-	if largest != m.Chunk.Size[0] {
-		t.Fatalf("largest input %d, want the chunk size %d", largest, m.Chunk.Size[0])
+	for _, tt := range []struct {
+		maxWindow, most int
+	}{
+		{-1, 64},
+		{0, 96},
+		{80, 80},
+	} {
+		var largest int
+		a := &Analyzer{Manifest: m, Model: sizeNet{fluidNet{}, &largest}, Options: Options{TTA: []tta.Transform{tta.Identity}, MaxWindow: tt.maxWindow}}
+		if _, err := a.Analyze(context.Background(), ct); err != nil {
+			t.Fatal(err)
+		}
+		if largest > tt.most || largest < m.Chunk.Size[0] {
+			t.Errorf("MaxWindow %d: largest input %d, want %d to %d", tt.maxWindow, largest, m.Chunk.Size[0], tt.most)
+		}
 	}
 }
 

@@ -346,3 +346,69 @@ func TestBlendKeptWindows(t *testing.T) {
 		t.Error("no windows: want an error")
 	}
 }
+
+func TestWindowFor(t *testing.T) {
+	tests := []struct {
+		l, w, grow, overlap, m, want int
+	}{
+		{143, 64, 96, 0, 16, 80},  // two of 80 (160) instead of three of 64 (192)
+		{127, 64, 96, 0, 16, 64},  // two of 64 already
+		{164, 64, 96, 0, 16, 64},  // three of 64 and two of 96 both 192: the shorter
+		{143, 64, 0, 0, 16, 64},   // no growth asked
+		{90, 64, 96, 0, 16, 96},   // one window of 96 instead of two of 64
+		{150, 64, 96, 25, 16, 96}, // with overlap: two of 96 (192) vs four of 64 (256)
+		{30, 64, 96, 0, 16, 64},   // short span: one window of the chunk
+	}
+	for _, tt := range tests {
+		if got := windowFor(tt.l, tt.w, tt.grow, tt.overlap, tt.m); got != tt.want {
+			t.Errorf("windowFor(%d, %d, %d, %d, %d) = %d, want %d", tt.l, tt.w, tt.grow, tt.overlap, tt.m, got, tt.want)
+		}
+	}
+}
+
+// Grown windows give the same outputs for a pointwise network, seeing fewer
+// voxels than windows of the chunk size.
+func TestPredictBoxGrow(t *testing.T) {
+	dims := [3]int{40, 50, 45}
+	box := Box{Min: [3]int{3, 5, 2}, Max: [3]int{38, 44, 40}}
+	n := dims[0] * dims[1] * dims[2]
+	x := make([]float32, n)
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	seen := map[bool]int{}
+	for _, grow := range []bool{false, true} {
+		net := &pointwise{multiple: 4}
+		tl := Tiling{Window: [3]int{16, 16, 16}, Multiple: 4}
+		if grow {
+			tl.Grow = [3]int{24, 24, 24}
+		}
+		out, err := PredictBox(context.Background(), net, x, dims, box, tl, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs := box.Size()
+		for z := range bs[0] {
+			for y := range bs[1] {
+				for w := range bs[2] {
+					v := x[((box.Min[0]+z)*dims[1]+box.Min[1]+y)*dims[2]+box.Min[2]+w]
+					if got := out[0][(z*bs[1]+y)*bs[2]+w]; math.Abs(float64(got-(2*v+1))) > 1e-5 {
+						t.Fatalf("grow %v: segmentation at %v = %g, want %g", grow, [3]int{z, y, w}, got, 2*v+1)
+					}
+				}
+			}
+		}
+		for _, s := range net.shapes {
+			seen[grow] += s[0] * s[1] * s[2]
+			for a := range 3 {
+				if s[a] > 16 && (!grow || s[a] > 24) {
+					t.Fatalf("grow %v: window %v too large", grow, s)
+				}
+			}
+		}
+	}
+	if seen[true] >= seen[false] {
+		t.Errorf("grown windows see %d voxels, chunk-sized ones %d: want fewer", seen[true], seen[false])
+	}
+}

@@ -150,20 +150,22 @@ func stageProgress(w io.Writer) func(stage string, done, total int) {
 // ttaFlags are the flags that say where the TTA passes run and how the
 // region is tiled (analysis.Options).
 type ttaFlags struct {
-	full           *bool
-	overlap, scout *int
-	slackMM        *float64
+	full                      *bool
+	overlap, scout, maxWindow *int
+	slackMM                   *float64
 }
 
 func addTTAFlags(fs *flag.FlagSet) ttaFlags {
 	return ttaFlags{
-		full:    fs.Bool("full-tta", false, "every TTA pass over the whole region of interest (the paper's protocol); default: a first pass finds the inner ear and the TTA passes run on the box around it"),
-		overlap: fs.Int("overlap", 0, "least overlap of the TTA passes' windows in voxels; 0: none for focused passes, the manifest's with --full-tta; -1: none"),
-		scout:   fs.Int("scout-overlap", 0, "least overlap of the first pass's windows in voxels"),
-		slackMM: fs.Float64("focus-slack-mm", 0, "margin of the analysed box beyond the uncertainty score's, in mm (default none)"),
+		full:      fs.Bool("full-tta", false, "every TTA pass over the whole region of interest (the paper's protocol); default: a first pass finds the inner ear and the TTA passes run on the box around it"),
+		overlap:   fs.Int("overlap", 0, "least overlap of the TTA passes' windows in voxels; 0: none for focused passes, the manifest's with --full-tta; -1: none"),
+		scout:     fs.Int("scout-overlap", 0, "least overlap of the first pass's windows in voxels"),
+		slackMM:   fs.Float64("focus-slack-mm", 0, "margin of the analysed box beyond the uncertainty score's, in mm (default none)"),
+		maxWindow: fs.Int("max-window", 0, "largest window of a focused TTA pass, voxels per axis, where fewer larger windows cover the box with fewer voxels; 0: 1.5 × the model's chunk, -1: the chunk"),
 	}
 }
 
 func (f ttaFlags) apply(o *analysis.Options) {
 	o.FullTTA, o.Overlap, o.ScoutOverlap, o.FocusSlackMM = *f.full, *f.overlap, *f.scout, *f.slackMM
+	o.MaxWindow = *f.maxWindow
 }

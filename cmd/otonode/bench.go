@@ -93,7 +93,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cmd := exec.CommandContext(ctx, self, "bench", "analysis", "--path", p, "--model", *model, "--input", *input,
 			"--ort-lib", *ortLib, "--paper-chunks", fmt.Sprint(*paperChunks),
 			fmt.Sprintf("--full-tta=%v", opts.FullTTA), "--overlap", fmt.Sprint(opts.Overlap),
-			"--scout-overlap", fmt.Sprint(opts.ScoutOverlap), "--focus-slack-mm", fmt.Sprint(opts.FocusSlackMM),
+			"--scout-overlap", fmt.Sprint(opts.ScoutOverlap), "--focus-slack-mm", fmt.Sprint(opts.FocusSlackMM), "--max-window", fmt.Sprint(opts.MaxWindow),
 			"--memory-limit-mb", fmt.Sprint(*memLimit))
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, stderr
