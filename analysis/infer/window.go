@@ -157,16 +157,27 @@ func PredictBox(ctx context.Context, r Runner, x []float32, dims [3]int, box Box
 			}
 		}
 	}
+	normalise(acc, norm, nil)
+	return acc, nil
+}
+
+// normalise divides each channel of the blended outputs acc (nil ones
+// skipped) by the summed weights norm; where no window counted (norm 0),
+// output o becomes fill[o] (fill nil: every voxel had a window).
+func normalise(acc [][]float32, norm, fill []float32) {
+	n := len(norm)
 	for o := range acc {
-		c := len(acc[o]) / n
-		for ch := range c {
+		for ch := range len(acc[o]) / n {
 			plane := acc[o][ch*n : (ch+1)*n]
 			for i := range plane {
-				plane[i] /= norm[i]
+				if norm[i] > 0 {
+					plane[i] /= norm[i]
+				} else if fill != nil {
+					plane[i] = fill[o]
+				}
 			}
 		}
 	}
-	return acc, nil
 }
 
 // EvenStarts places windows of size w to cover [lo, hi) of an axis of
@@ -459,15 +470,10 @@ func PredictFrom(ctx context.Context, r Runner, x []float32, dims [3]int, t Tili
 			}
 		}
 	}
-	seg := acc[output]
-	for i := range seg {
-		if norm[i] > 0 {
-			seg[i] /= norm[i]
-		} else {
-			seg[i] = fill
-		}
-	}
-	return seg, len(seen), nil
+	fills := make([]float32, output+1)
+	fills[output] = fill
+	normalise(acc, norm, fills)
+	return acc[output], len(seen), nil
 }
 
 func abs(x int) int {
@@ -536,18 +542,6 @@ func Blend(windows []Window, dims [3]int, box Box, fill []float32) ([][]float32,
 		}
 		accumulate(acc, norm, w.Out, g, dims, w.Size, w.Start, box)
 	}
-	for o := range acc {
-		c := len(acc[o]) / n
-		for ch := range c {
-			plane := acc[o][ch*n : (ch+1)*n]
-			for i := range plane {
-				if norm[i] > 0 {
-					plane[i] /= norm[i]
-				} else {
-					plane[i] = fill[o]
-				}
-			}
-		}
-	}
+	normalise(acc, norm, fill)
 	return acc, nil
 }
