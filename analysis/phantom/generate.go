@@ -135,7 +135,7 @@ func Generate(ctx context.Context, seed uint64, v Variant, opt Options) (*Case, 
 		return generateBody(ctx, seed, v, opt)
 	case "localizer":
 		return generateLocalizer(ctx, seed, v, opt)
-	case "", "thickslice":
+	case "", "thickslice", "ossified":
 	default:
 		return nil, fmt.Errorf("%w: negative %q", ErrVariant, v.Negative)
 	}
@@ -279,6 +279,12 @@ func Generate(ctx context.Context, seed uint64, v Variant, opt Options) (*Case, 
 	if specimen {
 		hu[TBrain] = hu[TAir]
 	}
+	if v.Negative == "ossified" {
+		// Labyrinthitis ossificans (or a labyrinth that never formed): new
+		// bone, a little less dense than the capsule, where the fluid was.
+		// A stream of its own, so no other variant's bytes change.
+		hu[TFluid] = hu[TCapsule] - float32(newDraws(seed, 7).uni(150, 450))
+	}
 	if lesInfo != nil {
 		hu[TLesion] = hu[TCapsule] - float32(lesInfo.HUDrop)
 		lesInfo.CapsuleHU = float64(hu[TCapsule])
@@ -340,8 +346,11 @@ func Generate(ctx context.Context, seed uint64, v Variant, opt Options) (*Case, 
 	if lesInfo != nil {
 		lesInfo.VolumeMM3 = float64(r.tissue[TLesion]) * vox
 	}
-	if v.Negative == "thickslice" {
+	if v.Negative != "" {
 		info.Negative = "thick-slice head CT: the inner ear is not resolvable at this slice thickness"
+		if v.Negative == "ossified" {
+			info.Negative = "ossified labyrinth: the fluid space is filled with bone, so there is no inner-ear fluid space to segment"
+		}
 		for i := range c.Label.Data {
 			c.Label.Data[i] = 0
 		}

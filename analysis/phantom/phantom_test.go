@@ -333,8 +333,36 @@ func TestLesions(t *testing.T) {
 	}
 }
 
+// TestOssified checks the negative that reaches the model: the same seed's
+// labyrinth, where a normal case has fluid, is bone in the ossified case.
+func TestOssified(t *testing.T) {
+	size := [3]int{128, 128, 96}
+	normal := gen(t, 11, Variant{Size: size})
+	ossified := gen(t, 11, Variant{Negative: "ossified", Size: size})
+	var fluid, bone float64
+	var n int
+	for i, l := range normal.Label.Data {
+		if l == 0 {
+			continue
+		}
+		fluid += float64(normal.CT.Data[i])
+		bone += float64(ossified.CT.Data[i])
+		n++
+	}
+	if n < 1000 {
+		t.Fatalf("only %d labelled voxels in the normal case", n)
+	}
+	fluid, bone = fluid/float64(n), bone/float64(n)
+	if fluid > 600 || bone < 1000 {
+		t.Errorf("labyrinth mean HU: normal %.0f (want fluid-like), ossified %.0f (want bone)", fluid, bone)
+	}
+	if len(ossified.Info.Ears) != 0 || ossified.Info.Negative == "" {
+		t.Errorf("ossified: ears %d, reason %q", len(ossified.Info.Ears), ossified.Info.Negative)
+	}
+}
+
 func TestNegatives(t *testing.T) {
-	for _, tok := range []string{"body", "thickslice", "localizer"} {
+	for _, tok := range []string{"body", "thickslice", "localizer", "ossified"} {
 		v, err := ParseVariant(tok)
 		if err != nil {
 			t.Fatal(err)

@@ -25,7 +25,7 @@ type Variant struct {
 	Contrast  string `json:"contrast"`            // fluid, formalin or dry
 	Lesion    string `json:"lesion,omitempty"`    // "", fenestral, cochlear or both
 	Severity  string `json:"severity,omitempty"`  // mild, moderate, severe (with a lesion)
-	Negative  string `json:"negative,omitempty"`  // "", body, thickslice, localizer
+	Negative  string `json:"negative,omitempty"`  // "", body, thickslice, localizer, ossified
 	FOVCut    bool   `json:"fov_cut,omitempty"`   // field of view cuts through the labyrinth
 	Artefacts bool   `json:"artefacts,omitempty"` // ring and streak artefacts
 	// DomainRandomisation draws tissue HU, blur and noise from wide ranges.
@@ -46,7 +46,7 @@ side: left right bilateral
 orientation: standard rotated
 contrast: fluid formalin dry
 lesion: otosclerosis (= both) fenestral cochlear; severity: mild moderate severe
-negative: body thickslice localizer
+negative: body thickslice localizer ossified (labyrinth filled with bone)
 other: fovcut artefacts dr (domain randomisation) dose=X`
 
 // ParseVariant reads a comma-separated list of tokens (see VariantTokens).
@@ -76,7 +76,7 @@ func ParseVariant(s string) (Variant, error) {
 			v.Lesion = tok
 		case "mild", "moderate", "severe":
 			v.Severity = tok
-		case "body", "thickslice", "localizer":
+		case "body", "thickslice", "localizer", "ossified":
 			v.Negative = tok
 		case "fovcut":
 			v.FOVCut = true
