@@ -27,7 +27,7 @@ def _train(a) -> int:
     cfg = TrainConfig(data=a.data, out=a.out, preset=a.preset, activation=a.activation, attention=a.attention,
                       deep_supervision=a.deep_supervision, voxel_mm=a.voxel_mm, roi_mm=a.roi_mm, chunk=a.chunk, batch=a.batch,
                       accumulate=a.accumulate, iterations=a.iterations, lr=a.lr, weight_decay=a.weight_decay,
-                      warmup=a.warmup, anneal=a.anneal, heatmap_weight=a.heatmap_weight,
+                      warmup=a.warmup, anneal=a.anneal, heatmap_weight=a.heatmap_weight, consistency=a.consistency,
                       p_foreground=a.p_foreground, p_hard=a.p_hard, init=a.init, augment=a.augment, seed=a.seed, threads=a.threads,
                       device=a.device, validate_every=a.validate_every, checkpoint_every=a.checkpoint_every,
                       log_every=a.log_every, window=a.window, overlap=a.overlap)
@@ -134,6 +134,9 @@ def main(argv=None) -> int:
     t.add_argument("--warmup", type=float, default=0.05, help="fraction of steps")
     t.add_argument("--anneal", type=float, default=0.3, help="fraction of steps")
     t.add_argument("--heatmap-weight", type=float, default=1.0)
+    t.add_argument("--consistency", type=float, default=0.0,
+                   help="weight of the rotation-consistency term: each batch also runs under a random TTA "
+                        "rotation and the two segmentations are pulled together (0: off, the paper's loss)")
     t.add_argument("--p-foreground", type=float, default=0.5, help="chunks placed around the labyrinth")
     t.add_argument("--p-hard", type=float, default=0.3,
                    help="chunks placed around background of the labyrinth fluid's density (the rest: anywhere)")

@@ -30,6 +30,17 @@ def heatmap_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred, target)
 
 
+def rotation_consistency(seg_a: torch.Tensor, seg_b: torch.Tensor, k: int, dims: Tuple[int, int]) -> torch.Tensor:
+    """Mean squared difference of the segmentation probabilities of a batch
+    (seg_a, logits NCDHW) and of the same batch rotated by k quarter turns in
+    the spatial plane dims (seg_b, logits, rotated back here). The analysis's
+    uncertainty score is the spread of these probabilities over the TTA
+    rotations; on normal anatomy that spread is the score's floor, and this
+    term trains it down."""
+    back = torch.rot90(torch.sigmoid(seg_b), -k, (dims[0] + 2, dims[1] + 2))
+    return F.mse_loss(torch.sigmoid(seg_a), back)
+
+
 def deep_supervision_weights(n: int) -> List[float]:
     """1, 1/2, 1/4, ... normalised to sum 1 (full resolution first)."""
     w = [0.5 ** i for i in range(n)]

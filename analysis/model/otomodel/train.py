@@ -24,7 +24,8 @@ import torch
 from . import LANDMARKS
 from .augment import AugmentConfig, ChunkSampler, extract_chunk, hard_negative_sample
 from .data import Case, CaseStore, Normalization, compute_normalization
-from .losses import HeatmapSchedule, batch_heatmaps, total_loss, trapezoid_lr
+from .losses import HeatmapSchedule, batch_heatmaps, rotation_consistency, total_loss, trapezoid_lr
+from .manifest import tta_set
 from .network import BiHeadedUNet, NetworkConfig, count_parameters, narrow_state_dict
 
 
@@ -52,6 +53,11 @@ class TrainConfig:
     warmup: float = 0.05
     anneal: float = 0.3
     heatmap_weight: float = 1.0
+    # Weight of the rotation-consistency term (losses.rotation_consistency):
+    # each batch also runs rotated by a random transform of the TTA set, both
+    # copies supervised, and the two segmentations are pulled together.
+    # 0: off (the paper's loss).
+    consistency: float = 0.0
     p_foreground: float = 0.5
     p_hard: float = 0.3          # chunks around background of the fluid's density (see ChunkSampler)
     init: str = ""               # start from these weights: a checkpoint (.pt) or an exported model.onnx
@@ -351,6 +357,26 @@ class Trainer:
                 "cases": {k: len(v or []) for k, v in idx.get("splits", {}).items()},
                 "dataset": extra}
 
+    def _consistency_step(self, img: torch.Tensor, lab: torch.Tensor, heat_t: torch.Tensor):
+        """The batch and its copy under a random non-identity TTA rotation in
+        one forward pass: the paper's loss on both, plus the consistency term
+        on the full-resolution segmentations."""
+        cfg = self.cfg
+        t = tta_set()[1:][int(self.rng.integers(len(tta_set()) - 1))]
+        k, dims = t["k"], tuple(t["plane"])
+        sp = (dims[0] + 2, dims[1] + 2)
+        rot = lambda x: torch.rot90(x, k, sp)
+        seg_o, heat_o = self.net(torch.cat([img, rot(img)]), deep=cfg.deep_supervision)
+        loss, parts = total_loss(seg_o, heat_o, torch.cat([lab, rot(lab)]), torch.cat([heat_t, rot(heat_t)]),
+                                 cfg.heatmap_weight)
+        full = seg_o[0] if isinstance(seg_o, (list, tuple)) else seg_o
+        n = img.shape[0]
+        c = rotation_consistency(full[:n], full[n:], k, dims)
+        loss = loss + cfg.consistency * c
+        parts["consistency"] = float(c.detach())
+        parts["loss"] = float(loss.detach())
+        return loss, parts
+
     # -- the loop -----------------------------------------------------------
     def _on_signal(self, signum, frame):
         _progress(f"signal {signum}: stopping at the next optimiser step (a checkpoint will be written)")
@@ -387,8 +413,11 @@ class Trainer:
                     img, lab = img.to(self.device), lab.to(self.device)
                     heat_t = batch_heatmaps((cfg.chunk,) * 3, pts.to(self.device), chans.to(self.device),
                                             len(LANDMARKS), amp, sigma)
-                    seg_o, heat_o = self.net(img, deep=cfg.deep_supervision)
-                    loss, parts = total_loss(seg_o, heat_o, lab, heat_t, cfg.heatmap_weight)
+                    if cfg.consistency > 0:
+                        loss, parts = self._consistency_step(img, lab, heat_t)
+                    else:
+                        seg_o, heat_o = self.net(img, deep=cfg.deep_supervision)
+                        loss, parts = total_loss(seg_o, heat_o, lab, heat_t, cfg.heatmap_weight)
                     (loss / cfg.accumulate).backward()
                     self.iteration += 1
                     boundary = self.iteration % cfg.accumulate == 0 or self.iteration == cfg.iterations

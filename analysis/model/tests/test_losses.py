@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from otomodel.losses import (HeatmapSchedule, batch_heatmaps, deep_supervision_weights, downsample_targets,
-                             gaussian_heatmaps, segmentation_loss, soft_dice_loss, total_loss, trapezoid_lr)
+                             gaussian_heatmaps, rotation_consistency, segmentation_loss, soft_dice_loss, total_loss,
+                             trapezoid_lr)
 from otomodel.network import BiHeadedUNet, NetworkConfig
 
 
@@ -90,3 +91,13 @@ def test_loss_decreases_on_tiny_phantom():
         opt.step()
         losses.append(parts["loss"])
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+@pytest.mark.parametrize("k,dims", [(1, (0, 1)), (2, (0, 2)), (3, (1, 2))])
+def test_rotation_consistency_is_zero_for_an_equivariant_output(k, dims):
+    torch.manual_seed(3)
+    a = torch.randn(2, 1, 6, 6, 6) * 3
+    b = torch.rot90(a, k, (dims[0] + 2, dims[1] + 2))  # what a rotation-equivariant network gives
+    assert float(rotation_consistency(a, b, k, dims)) < 1e-12
+    # The same output without rotating it: a network that ignores the rotation.
+    assert float(rotation_consistency(a, a, k, dims)) > 1e-3

@@ -68,6 +68,17 @@ def test_train_resume_is_exact(dataset, tmp_path):
         assert torch.equal(va, vb), k
 
 
+def test_consistency_term_is_trained_and_logged(dataset, tmp_path):
+    tr = Trainer(_cfg(dataset, str(tmp_path / "c"), consistency=1.0, iterations=4))
+    tr.run()
+    log = [json.loads(l) for l in open(tmp_path / "c" / "train_log.jsonl")]
+    assert len(log) == 4
+    for r in log:
+        assert np.isfinite(r["consistency"]) and r["consistency"] >= 0
+        assert r["loss"] >= r["consistency"]  # the paper's loss plus the weighted term
+    assert TrainConfig(**{**tr.cfg.to_dict(), "betas": tuple(tr.cfg.betas)}).consistency == 1.0
+
+
 def test_export_and_manifest(dataset, tmp_path):
     out = str(tmp_path / "run")
     t = Trainer(_cfg(dataset, out, iterations=4, validate_every=2), command=["python3", "-m", "otomodel", "train"])
