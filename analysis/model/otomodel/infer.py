@@ -24,8 +24,8 @@ Model = Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
 SCORE_DEFINITION = (
     "mean, over the region, of the voxel-wise standard deviation (population, ddof 0) of the sigmoid "
     "probability across the TTA passes; the region is the predicted structure (TTA-mean probability >= "
-    "threshold) dilated by a cube of +-round(margin_mm / voxel_size_mm) voxels along each axis; 0 when "
-    "nothing is predicted (negatives are caught by plausible_volume_mm3 instead)"
+    "threshold) and every voxel whose centre lies within margin_mm (Euclidean, in mm) of a voxel of it; 0 "
+    "when nothing is predicted (negatives are caught by plausible_volume_mm3 instead)"
 )
 
 
@@ -91,16 +91,22 @@ def tta(model: Model, x: torch.Tensor, window: Sequence[int], overlap: int, mult
     return {"prob": p.mean(0), "std": p.std(0, unbiased=False), "heatmaps": heat_sum / len(probs)}
 
 
-def dilate_cube(mask: torch.Tensor, r: int) -> torch.Tensor:
-    if r <= 0:
+def dilate_ball(mask: torch.Tensor, r: float) -> torch.Tensor:
+    """mask and every voxel within r voxels (Euclidean, centre to centre) of
+    it: the region the Go analysis scores (a squared distance transform
+    against margin_mm squared)."""
+    n = int(math.floor(r))
+    if n <= 0:
         return mask.bool()
+    g = torch.arange(-n, n + 1, dtype=torch.float32)
+    ball = ((g[:, None, None] ** 2 + g[None, :, None] ** 2 + g[None, None, :] ** 2) <= r * r + 1e-6).float()
     m = mask.float()[None, None]
-    return (F.max_pool3d(m, 2 * r + 1, stride=1, padding=r)[0, 0] > 0)
+    return F.conv3d(m, ball[None, None], padding=n)[0, 0] > 0.5
 
 
 def uncertainty_score(prob: torch.Tensor, std: torch.Tensor, threshold: float, margin_mm: float,
                       voxel_mm: float) -> float:
-    region = dilate_cube(prob >= threshold, int(round(margin_mm / voxel_mm)))
+    region = dilate_ball(prob >= threshold, margin_mm / voxel_mm)
     if not bool(region.any()):
         return 0.0
     return float(std[region].mean())

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from otomodel.infer import (dilate_cube, flag_threshold, landmarks_from_heatmaps, sliding_window, tta,
+from otomodel.infer import (dilate_ball, flag_threshold, landmarks_from_heatmaps, sliding_window, tta,
                             uncertainty_score)
 
 
@@ -43,10 +43,15 @@ def test_uncertainty_score_region_and_margin():
     std[8, 8, 8] = 0.64       # inside the structure
     s0 = uncertainty_score(prob, std, 0.5, 0.0, 0.1)
     assert s0 == pytest.approx(0.64 / 64)
-    s1 = uncertainty_score(prob, std, 0.5, 0.2, 0.1)   # margin of 2 voxels: an 8^3 region
-    assert s1 == pytest.approx(0.64 / 512)
+    s1 = uncertainty_score(prob, std, 0.5, 0.1, 0.1)   # margin of 1 voxel: the cube and its 6 faces
+    assert s1 == pytest.approx(0.64 / (64 + 6 * 16))
     assert uncertainty_score(torch.zeros(4, 4, 4), torch.ones(4, 4, 4), 0.5, 1.0, 0.1) == 0.0
-    assert int(dilate_cube(prob > 0.5, 1).sum()) == 6 ** 3
+    # A ball, not a cube: a point grows to the 7-voxel cross at r = 1, 19 voxels at sqrt(2), 27 at sqrt(3).
+    pt = torch.zeros(9, 9, 9, dtype=torch.bool)
+    pt[4, 4, 4] = True
+    assert [int(dilate_ball(pt, r).sum()) for r in (0.5, 1.0, 2 ** 0.5, 3 ** 0.5)] == [1, 7, 19, 27]
+    # The Go pipeline's region for r = 2: every offset with squared length <= 4 (33 voxels).
+    assert int(dilate_ball(pt, 2.0).sum()) == 33
 
 
 def test_landmarks_and_threshold():
