@@ -243,6 +243,13 @@ func (s sizeNet) Run(x []float32, d, h, w int) ([][]float32, error) {
 func TestAnalyzeWindowSizes(t *testing.T) {
 	ct := paint([3]int{110, 100, 90}, 0.25, [3]float64{-12, -13, -11}, 1100, earScene)
 	m := testManifest(0.2) // the region is about 110 voxels a side
+	// A wide score margin makes the analysed box span more than one chunk
+	// but less than two, where one larger window sees fewer voxels.
+	m.Uncertainty.MarginMM = 4
+	// A network that finds the fluid, so that the TTA passes run focused
+	// (full TTA keeps the chunk).
+	norm := func(hu float32) float32 { return (hu - 500) / 1000 }
+	fluid := fluidNet{lo: norm(-500), hi: norm(1015)}
 	for _, tt := range []struct {
 		maxWindow, most int
 	}{
@@ -251,7 +258,9 @@ func TestAnalyzeWindowSizes(t *testing.T) {
 		{80, 80},
 	} {
 		var largest int
-		a := &Analyzer{Manifest: m, Model: sizeNet{fluidNet{}, &largest}, Options: Options{TTA: []tta.Transform{tta.Identity}, MaxWindow: tt.maxWindow}}
+		// A pass other than the identity: the identity pass reuses the
+		// scout's windows, which keep the chunk size.
+		a := &Analyzer{Manifest: m, Model: sizeNet{fluid, &largest}, Options: Options{TTA: []tta.Transform{tta.Rotation(0, 2)}, MaxWindow: tt.maxWindow}}
 		if _, err := a.Analyze(context.Background(), ct); err != nil {
 			t.Fatal(err)
 		}

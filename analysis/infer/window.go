@@ -500,7 +500,7 @@ func (w Window) Box(dims [3]int) Box {
 	return b
 }
 
-// Overlaps tells whether boxes a and b share a voxel.
+// Overlaps tells whether boxes b and o share a voxel.
 func (b Box) Overlaps(o Box) bool {
 	for a := range 3 {
 		if b.Max[a] <= o.Min[a] || o.Max[a] <= b.Min[a] {

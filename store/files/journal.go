@@ -83,9 +83,8 @@ type entry struct {
 }
 
 // segmentsReady is how many segments Open prepares unless Options say
-// otherwise. maxSegments bounds
-// them (and their disk space, maxSegments × SegmentSize): when all are
-// full, writers wait for the materialiser.
+// otherwise. maxSegments bounds them (and their disk space, maxSegments ×
+// SegmentSize): when all are full, writers wait for the materialiser.
 const (
 	segmentsReady = 2
 	maxSegments   = 24

@@ -35,13 +35,7 @@ func datasync(f File) error {
 // of new files before their fsyncs, it lets one journal commit carry the
 // block allocations of them all. It is a hint: errors are ignored.
 func startWriteback(f File) {
-	sc, ok := f.(syscall.Conn)
-	if !ok {
-		return
-	}
-	if rc, err := sc.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE) })
-	}
+	hint(f, func(fd int) { unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE) })
 }
 
 func ignoringEINTR(fn func() error) error {
@@ -72,11 +66,17 @@ func openDirect(fsys FS, name string) File {
 // dropCache asks the kernel to drop f's clean cached pages
 // (POSIX_FADV_DONTNEED). It is a hint: errors are ignored.
 func dropCache(f File) {
+	hint(f, func(fd int) { unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED) })
+}
+
+// hint runs call on f's descriptor where f has one; advice to the kernel,
+// so nothing is reported.
+func hint(f File, call func(fd int)) {
 	sc, ok := f.(syscall.Conn)
 	if !ok {
 		return
 	}
 	if rc, err := sc.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED) })
+		rc.Control(func(fd uintptr) { call(int(fd)) })
 	}
 }
